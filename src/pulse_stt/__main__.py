@@ -1,0 +1,3 @@
+from pulse_stt.cli import main
+
+raise SystemExit(main())

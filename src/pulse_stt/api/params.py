@@ -1,0 +1,269 @@
+"""Query parameters, parsed once at the edge into typed, validated objects.
+
+Unknown parameters are ignored (forward compatibility); an invalid value of a known one is a
+`ParamError` that names the parameter and what to send instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+Encoding = Literal["linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus"]
+Numerals = Literal["auto", "true", "false"]
+
+ENCODINGS: tuple[Encoding, ...] = ("linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus")
+SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 44100, 48000)
+WHISPER_LANGUAGES: tuple[str, ...] = tuple(_LANGUAGE_CODES)
+MULTI_EU_LANGUAGES: tuple[str, ...] = ("de", "en", "fr", "it", "nl", "pt", "ru", "es")
+MAX_KEYWORDS = 100
+EXTERNAL_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+PULSE_PRO_STREAMING_MESSAGE = (
+    "Pulse Pro has no streaming transport. Use POST /waves/v1/stt/?model=pulse-pro instead."
+)
+
+
+class ParamError(ValueError):
+    """A query parameter with a value we cannot accept."""
+
+    def __init__(self, param: str, message: str, allowed: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.message = message
+        self.allowed = allowed
+
+    def to_json(self) -> dict[str, str]:
+        body = {"status": "error", "error": "invalid_parameter", "param": self.param}
+        body["message"] = self.message
+        if self.allowed:
+            body["allowed"] = self.allowed
+        return body
+
+
+@dataclass(frozen=True)
+class Keyword:
+    phrase: str
+    intensifier: float = 1.0
+
+
+@dataclass(frozen=True)
+class LanguageChoice:
+    """Either one fixed language, or auto-detection restricted to `candidates`."""
+
+    requested: str
+    fixed: str | None
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """Switches that shape a transcript after decoding (shared by WebSocket and REST)."""
+
+    word_timestamps: bool
+    sentence_timestamps: bool = False
+    diarize: bool = False
+    redact_pii: bool = False
+    redact_pci: bool = False
+    numerals: Numerals = "auto"
+    itn_normalize: bool = False
+    punctuate: bool = True
+    capitalize: bool = True
+    format: bool = True
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    """Everything a streaming session was asked for, validated."""
+
+    language: LanguageChoice
+    encoding: Encoding
+    sample_rate: int
+    text: TextOptions
+    eou_timeout_ms: int = 800
+    finalize_on_words: bool = True
+    max_words: int | None = None
+    keywords: tuple[Keyword, ...] = ()
+    vad_events: bool = False
+    full_transcript: bool = False
+    external_session_id: str | None = None
+
+
+def _bool(query: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    raise ParamError(name, f"{name} must be 'true' or 'false', got {raw!r}.", "true, false")
+
+
+def _int(query: Mapping[str, str], name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ParamError(
+            name, f"{name} must be an integer from {lo} to {hi}, got {raw!r}.", f"{lo}..{hi}"
+        ) from None
+    if not lo <= value <= hi:
+        raise ParamError(
+            name, f"{name} must be an integer from {lo} to {hi}, got {value}.", f"{lo}..{hi}"
+        )
+    return value
+
+
+def _choice(query: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value not in allowed:
+        listed = ", ".join(allowed)
+        raise ParamError(name, f"{name} must be one of {listed}; got {raw!r}.", listed)
+    return value
+
+
+def parse_language(query: Mapping[str, str]) -> LanguageChoice:
+    raw = (query.get("language") or "multi-eu").strip().lower()
+    if raw == "multi-eu":
+        return LanguageChoice(raw, None, MULTI_EU_LANGUAGES)
+    if raw == "multi":
+        return LanguageChoice(raw, None, WHISPER_LANGUAGES)
+    if raw in WHISPER_LANGUAGES:
+        return LanguageChoice(raw, raw, (raw,))
+    raise ParamError(
+        "language",
+        f"language {raw!r} is not supported. Send an ISO 639-1 code the model knows "
+        "(e.g. en, de, fr, es), 'multi-eu' or 'multi'.",
+        "multi-eu, multi, " + ", ".join(WHISPER_LANGUAGES),
+    )
+
+
+def parse_keywords(raw: str | None) -> tuple[Keyword, ...]:
+    """`word[:INTENSIFIER],phrase with spaces[:X],...` — intensifier 0..20, default 1.0."""
+    if raw is None or not raw.strip():
+        return ()
+    entries = [e.strip() for e in raw.split(",")]
+    entries = [e for e in entries if e]
+    if len(entries) > MAX_KEYWORDS:
+        raise ParamError(
+            "keywords", f"keywords has {len(entries)} entries; at most {MAX_KEYWORDS} are allowed."
+        )
+    keywords: list[Keyword] = []
+    for entry in entries:
+        phrase, sep, boost = entry.rpartition(":")
+        if not sep:
+            phrase, boost = entry, ""
+        phrase = phrase.strip()
+        if not phrase:
+            raise ParamError(
+                "keywords",
+                f"keywords entry {entry!r} has no word before ':'. Use word or word:INTENSIFIER.",
+            )
+        intensifier = 1.0
+        if boost.strip():
+            try:
+                intensifier = float(boost)
+            except ValueError:
+                raise ParamError(
+                    "keywords",
+                    f"keywords entry {entry!r}: intensifier {boost!r} is not a number "
+                    "(use e.g. 'word:6').",
+                    "0..20",
+                ) from None
+            if not 0.0 <= intensifier <= 20.0:
+                raise ParamError(
+                    "keywords",
+                    f"keywords entry {entry!r}: intensifier must be from 0 to 20.",
+                    "0..20",
+                )
+        keywords.append(Keyword(phrase, intensifier))
+    return tuple(keywords)
+
+
+def parse_text_options(query: Mapping[str, str], *, word_timestamps_default: bool) -> TextOptions:
+    fmt = _bool(query, "format", True)
+    punctuate = _bool(query, "punctuate", True)
+    capitalize = _bool(query, "capitalize", True)
+    itn = _bool(query, "itn_normalize", False)
+    numerals = _choice(query, "numerals", "auto", ("auto", "true", "false"))
+    if not fmt:  # the master switch forces the others off (seed document)
+        punctuate = capitalize = itn = False
+    return TextOptions(
+        word_timestamps=_bool(query, "word_timestamps", word_timestamps_default),
+        sentence_timestamps=_bool(query, "sentence_timestamps", False),
+        diarize=_bool(query, "diarize", False),
+        redact_pii=_bool(query, "redact_pii", False),
+        redact_pci=_bool(query, "redact_pci", False),
+        numerals=numerals,  # type: ignore[arg-type]
+        itn_normalize=itn,
+        punctuate=punctuate,
+        capitalize=capitalize,
+        format=fmt,
+    )
+
+
+def check_streaming_model(query: Mapping[str, str]) -> None:
+    """`/waves/v1/stt/live` requires `model=pulse`; pulse-pro has no streaming worker."""
+    raw = query.get("model")
+    if raw is None or not raw.strip():
+        raise ParamError("model", "model is required on this endpoint; send model=pulse.", "pulse")
+    value = raw.strip().lower()
+    if value == "pulse-pro":
+        raise ParamError("model", PULSE_PRO_STREAMING_MESSAGE, "pulse")
+    if value != "pulse":
+        raise ParamError(
+            "model", f"model {raw!r} is not a streaming model; send model=pulse.", "pulse"
+        )
+
+
+def parse_stream_params(query: Mapping[str, str], *, legacy_path: bool) -> StreamParams:
+    """Validate a WebSocket query string. `legacy_path` is `/waves/v1/pulse/get_text`."""
+    if not legacy_path:
+        check_streaming_model(query)
+    sample_rate_raw = query.get("sample_rate")
+    sample_rate = 16000
+    if sample_rate_raw is not None:
+        allowed = ", ".join(str(r) for r in SAMPLE_RATES)
+        try:
+            sample_rate = int(sample_rate_raw.strip())
+        except ValueError:
+            raise ParamError(
+                "sample_rate",
+                f"sample_rate must be one of {allowed}; got {sample_rate_raw!r}.",
+                allowed,
+            ) from None
+        if sample_rate not in SAMPLE_RATES:
+            raise ParamError(
+                "sample_rate", f"sample_rate must be one of {allowed}; got {sample_rate}.", allowed
+            )
+    external_id = query.get("external_session_id")
+    if external_id is not None and not EXTERNAL_ID_RE.fullmatch(external_id):
+        raise ParamError(
+            "external_session_id",
+            "external_session_id must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.' or '-'.",
+        )
+    vad_events = _bool(query, "vad_events", False) or _bool(query, "vad", False)
+    return StreamParams(
+        language=parse_language(query),
+        encoding=_choice(query, "encoding", "linear16", ENCODINGS),  # type: ignore[arg-type]
+        sample_rate=sample_rate,
+        text=parse_text_options(query, word_timestamps_default=legacy_path),
+        eou_timeout_ms=_int(query, "eou_timeout_ms", 800, 100, 10_000) or 800,
+        finalize_on_words=_bool(query, "finalize_on_words", True),
+        max_words=_int(query, "max_words", None, 1, 10_000),
+        keywords=parse_keywords(query.get("keywords")),
+        vad_events=vad_events,
+        full_transcript=_bool(query, "full_transcript", False),
+        external_session_id=external_id,
+    )

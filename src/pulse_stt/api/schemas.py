@@ -1,0 +1,57 @@
+"""Wire JSON, built in one place from typed results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pulse_stt.api.params import TextOptions
+from pulse_stt.text.format import Transcript
+
+
+def transcription_message(
+    *,
+    session_id: str,
+    transcript: Transcript,
+    options: TextOptions,
+    is_final: bool,
+    is_last: bool = False,
+    from_finalize: bool = False,
+    full_transcript: str | None = None,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "type": "transcription",
+        "status": "success",
+        "session_id": session_id,
+        "transcript": transcript.text,
+        "transcription": transcript.text,
+        "is_final": is_final,
+        "is_last": is_last,
+        "from_finalize": from_finalize,
+        "language": transcript.language,
+        "languages": list(transcript.languages),
+    }
+    if options.word_timestamps:
+        message["words"] = [
+            {"word": w.text, "start": w.start, "end": w.end, "confidence": w.confidence}
+            for w in transcript.words
+        ]
+    if options.sentence_timestamps:
+        message["utterances"] = [
+            {"text": u.text, "start": u.start, "end": u.end} for u in transcript.utterances
+        ]
+    if full_transcript is not None:
+        message["full_transcript"] = full_transcript
+    return message
+
+
+def vad_message(kind: str, session_id: str, timestamp: float) -> dict[str, Any]:
+    return {"type": kind, "session_id": session_id, "timestamp": timestamp}
+
+
+def error_message(
+    message: str, *, error: str = "bad_request", session_id: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "error", "status": "error", "error": error, "message": message}
+    if session_id:
+        body["session_id"] = session_id
+    return body

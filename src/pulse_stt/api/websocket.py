@@ -1,0 +1,260 @@
+"""The streaming WebSocket endpoint: one `StreamRunner` per connection.
+
+The receive loop feeds audio and control messages to the session (off the event loop,
+in order); every decode the session asks for becomes an engine job; the send loop
+delivers results strictly in the order they were asked for, so finals are never
+reordered and a partial never follows the final of its own turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
+from pulse_stt.api.context import ServerContext
+from pulse_stt.api.control import Control, ControlError, parse_control
+from pulse_stt.api.params import ParamError, StreamParams, parse_stream_params
+from pulse_stt.api.schemas import error_message, transcription_message, vad_message
+from pulse_stt.audio.decode import AudioDecodeError
+from pulse_stt.engine.scheduler import SchedulerClosedError
+from pulse_stt.engine.types import DecodeJob, Hypothesis
+from pulse_stt.store.db import ApiKey
+from pulse_stt.stream.session import (
+    SessionAction,
+    SessionConfig,
+    StreamSession,
+    UtteranceAudio,
+    VadNotice,
+)
+from pulse_stt.text.format import shape_transcript
+
+log = logging.getLogger(__name__)
+
+LEGACY_PATH = "/waves/v1/pulse/get_text"
+LIVE_PATH = "/waves/v1/stt/live"
+
+
+async def stream_endpoint(websocket: WebSocket) -> None:
+    ctx: ServerContext = websocket.app.state.ctx
+    legacy = websocket.url.path.rstrip("/") == LEGACY_PATH
+    key = await authenticate(ctx.store, websocket.headers)
+    if key is None:
+        await websocket.send_denial_response(JSONResponse(UNAUTHORIZED_BODY, status_code=401))
+        return
+    try:
+        params = parse_stream_params(websocket.query_params, legacy_path=legacy)
+    except ParamError as exc:
+        await websocket.send_denial_response(JSONResponse(exc.to_json(), status_code=400))
+        return
+    await websocket.accept()
+    runner = StreamRunner(ctx, websocket, params, key, LEGACY_PATH if legacy else LIVE_PATH)
+    await runner.run()
+
+
+@dataclass
+class _Ready:
+    message: dict[str, Any]
+
+
+@dataclass
+class _Pending:
+    work: UtteranceAudio
+    result: asyncio.Future[Hypothesis | None] | None  # None: nothing to decode
+
+
+_CLOSE = object()
+
+
+class StreamRunner:
+    def __init__(
+        self,
+        ctx: ServerContext,
+        websocket: WebSocket,
+        params: StreamParams,
+        key: ApiKey,
+        endpoint: str,
+    ) -> None:
+        self.ctx = ctx
+        self.ws = websocket
+        self.params = params
+        self.key = key
+        self.endpoint = endpoint
+        self.session_id = str(uuid.uuid4())
+        self.started_at = datetime.now(UTC)
+        self.session = StreamSession(
+            SessionConfig(
+                encoding=params.encoding,
+                sample_rate=params.sample_rate,
+                eou_timeout_ms=params.eou_timeout_ms,
+                vad_threshold=ctx.settings.vad_threshold,
+                partial_interval_ms=ctx.settings.partial_interval_ms,
+                max_utterance_s=ctx.settings.max_utterance_s,
+            )
+        )
+        self._outbox: asyncio.Queue[_Ready | _Pending | object] = asyncio.Queue()
+        self._languages: dict[int, str] = {}  # language detected per turn, reused by its partials
+        self._partial_shown: set[int] = set()
+        self._finals: list[str] = []
+        # Word timings are needed for utterances[] even when words[] is not sent.
+        self._want_words = params.text.word_timestamps or params.text.sentence_timestamps
+
+    async def run(self) -> None:
+        sender = asyncio.create_task(self._send_loop())
+        closing = False
+        try:
+            closing = await self._receive_loop(sender)
+            if closing:
+                await sender
+                await self.ws.close(code=1000)
+        except (WebSocketDisconnect, RuntimeError, ConnectionError):
+            pass  # the client went away; nothing more can be delivered
+        finally:
+            if not sender.done():
+                sender.cancel()
+            self.ctx.engine.cancel_session(self.session_id)
+            await self._record_usage()
+
+    async def _receive_loop(self, sender: asyncio.Task[None]) -> bool:
+        """Returns True after close_stream (the send loop then finishes and we close)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return False
+            if sender.done():  # the send side failed: the client is gone
+                return False
+            data = message.get("bytes")
+            if data is not None:
+                try:
+                    actions = await loop.run_in_executor(self.ctx.dsp_pool, self.session.feed, data)
+                except AudioDecodeError as exc:
+                    self._post(
+                        error_message(
+                            f"could not decode audio as {self.params.encoding}: {exc}",
+                            error="bad_audio",
+                            session_id=self.session_id,
+                        )
+                    )
+                    continue
+                self._dispatch(actions)
+                continue
+            try:
+                control = parse_control(message.get("text") or "")
+            except ControlError as exc:
+                self._post(error_message(str(exc), error="bad_message", session_id=self.session_id))
+                continue
+            if control is Control.FINALIZE:
+                self._dispatch(await loop.run_in_executor(self.ctx.dsp_pool, self.session.finalize))
+            else:
+                self._dispatch(await loop.run_in_executor(self.ctx.dsp_pool, self.session.close))
+                self._outbox.put_nowait(_CLOSE)
+                return True
+
+    def _post(self, message: dict[str, Any]) -> None:
+        self._outbox.put_nowait(_Ready(message))
+
+    def _dispatch(self, actions: list[SessionAction]) -> None:
+        for action in actions:
+            if isinstance(action, VadNotice):
+                if self.params.vad_events:
+                    self._post(vad_message(action.kind, self.session_id, action.timestamp))
+                continue
+            self._outbox.put_nowait(_Pending(action, self._submit(action)))
+
+    def _submit(self, work: UtteranceAudio) -> asyncio.Future[Hypothesis | None] | None:
+        if work.audio.size == 0:
+            return None
+        language = self.params.language
+        job = DecodeJob(
+            session_id=self.session_id,
+            audio=work.audio,
+            is_final=work.is_final,
+            language=language.fixed
+            or (None if work.is_final else self._languages.get(work.utterance)),
+            candidates=language.candidates,
+            word_timestamps=self._want_words,
+        )
+        try:
+            return asyncio.wrap_future(self.ctx.engine.submit(job))
+        except SchedulerClosedError as exc:
+            failed: asyncio.Future[Hypothesis | None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
+    async def _send_loop(self) -> None:
+        while (item := await self._outbox.get()) is not _CLOSE:
+            if isinstance(item, _Ready):
+                await self.ws.send_json(item.message)
+            elif isinstance(item, _Pending):
+                message = await self._resolve(item)
+                if message is not None:
+                    await self.ws.send_json(message)
+
+    async def _resolve(self, item: _Pending) -> dict[str, Any] | None:
+        work = item.work
+        try:
+            hyp = await item.result if item.result is not None else Hypothesis("")
+        except Exception as exc:
+            log.warning("session %s: decode failed: %s", self.session_id, exc)
+            if not work.is_final:
+                return None
+            # A final is owed to the client even when its pass failed: say so, then send it empty.
+            await self.ws.send_json(
+                error_message(
+                    "transcription of this turn failed on the server; the turn's final is empty.",
+                    error="engine_error",
+                    session_id=self.session_id,
+                )
+            )
+            hyp = Hypothesis("")
+        if hyp is None:  # a newer partial replaced this one
+            return None
+        if hyp.language and work.utterance not in self._languages:
+            self._languages[work.utterance] = hyp.language
+        if not work.is_final:
+            if hyp.is_empty:
+                return None
+            self._partial_shown.add(work.utterance)
+        elif (
+            hyp.is_empty
+            and work.reason in ("eou", "max_length")
+            and work.utterance not in self._partial_shown
+        ):
+            return None  # non-speech the VAD let through: nothing was shown, nothing to retract
+        transcript = shape_transcript(hyp, work.offset, self.params.text)
+        full = None
+        if work.is_final and transcript.text:
+            self._finals.append(transcript.text)
+        if self.params.full_transcript:
+            full = " ".join(self._finals)
+        return transcription_message(
+            session_id=self.session_id,
+            transcript=transcript,
+            options=self.params.text,
+            is_final=work.is_final,
+            is_last=work.is_last,
+            from_finalize=work.from_finalize,
+            full_transcript=full,
+        )
+
+    async def _record_usage(self) -> None:
+        try:
+            await asyncio.to_thread(
+                self.ctx.store.record_usage,
+                key_id=self.key.id,
+                session_id=self.session_id,
+                endpoint=self.endpoint,
+                audio_seconds=self.session.audio_seconds,
+                started_at=self.started_at,
+                external_session_id=self.params.external_session_id,
+            )
+        except Exception:
+            log.exception("session %s: could not record usage", self.session_id)

@@ -1,0 +1,99 @@
+"""Bytes of one declared encoding → float32 mono samples at the declared rate.
+
+One decoder per encoding, each streaming: a frame that ends mid-sample keeps the
+remainder until the next frame brings the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class AudioDecodeError(ValueError):
+    """Bytes that cannot be audio of the declared encoding."""
+
+
+class StreamDecoder(Protocol):
+    def decode(self, data: bytes) -> np.ndarray:
+        """Decode the next chunk; returns float32 samples in [-1, 1] (possibly empty)."""
+
+    def flush(self) -> np.ndarray:
+        """End of stream: whatever can still be decoded."""
+
+
+_EMPTY = np.zeros(0, dtype=np.float32)
+
+
+class PcmDecoder:
+    """Little-endian signed integer PCM, or 8-bit G.711 via a 256-entry lookup table."""
+
+    def __init__(
+        self, sample_width: int, dtype: str, scale: float, table: np.ndarray | None = None
+    ):
+        self._width = sample_width
+        self._dtype = np.dtype(dtype)
+        self._scale = np.float32(scale)
+        self._table = table
+        self._pending = b""
+
+    def decode(self, data: bytes) -> np.ndarray:
+        if self._pending:
+            data = self._pending + data
+        usable = len(data) - len(data) % self._width
+        self._pending = data[usable:]
+        if usable == 0:
+            return _EMPTY
+        raw = np.frombuffer(data, dtype=self._dtype, count=usable // self._width)
+        if self._table is not None:
+            return self._table[raw]
+        return raw.astype(np.float32) * self._scale
+
+    def flush(self) -> np.ndarray:
+        # A trailing partial sample cannot be decoded; it is at most width-1 bytes of noise.
+        self._pending = b""
+        return _EMPTY
+
+
+def _mulaw_table() -> np.ndarray:
+    """ITU-T G.711 µ-law expansion, as float32 in [-1, 1]."""
+    codes = ~np.arange(256, dtype=np.uint8)
+    sign = codes & 0x80
+    exponent = (codes >> 4) & 0x07
+    mantissa = codes & 0x0F
+    magnitude = ((mantissa.astype(np.int32) << 3) + 0x84) << exponent
+    linear = np.where(sign != 0, 0x84 - magnitude, magnitude - 0x84)
+    return (linear / 32768.0).astype(np.float32)
+
+
+def _alaw_table() -> np.ndarray:
+    """ITU-T G.711 A-law expansion, as float32 in [-1, 1]."""
+    codes = np.arange(256, dtype=np.uint8) ^ 0x55
+    sign = codes & 0x80
+    exponent = ((codes >> 4) & 0x07).astype(np.int32)
+    mantissa = (codes & 0x0F).astype(np.int32)
+    magnitude = np.where(
+        exponent == 0,
+        (mantissa << 4) + 8,
+        ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0),
+    )
+    linear = np.where(sign != 0, magnitude, -magnitude)
+    return (linear / 32768.0).astype(np.float32)
+
+
+def make_decoder(encoding: str, sample_rate: int) -> StreamDecoder:
+    """A fresh streaming decoder for one session's declared encoding."""
+    if encoding == "linear16":
+        return PcmDecoder(2, "<i2", 1.0 / 32768.0)
+    if encoding == "linear32":
+        return PcmDecoder(4, "<i4", 1.0 / 2147483648.0)
+    if encoding == "mulaw":
+        return PcmDecoder(1, "u1", 1.0, _mulaw_table())
+    if encoding == "alaw":
+        return PcmDecoder(1, "u1", 1.0, _alaw_table())
+    if encoding in ("opus", "ogg_opus"):
+        from pulse_stt.audio.opus import make_opus_decoder
+
+        return make_opus_decoder(encoding, sample_rate)
+    raise AudioDecodeError(f"unknown encoding {encoding!r}")

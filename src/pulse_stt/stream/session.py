@@ -1,0 +1,221 @@
+"""One streaming session: audio in, endpointing, and the utterances to decode.
+
+The session is synchronous and owns all of its state; the WebSocket layer calls it off the
+event loop and turns its actions into engine jobs and wire messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from pulse_stt.audio.decode import make_decoder
+from pulse_stt.audio.resample import MODEL_RATE, StreamResampler
+from pulse_stt.stream.buffer import SampleBuffer
+from pulse_stt.stream.endpointer import Boundary, Endpointer, EndpointerConfig
+from pulse_stt.stream.vad import FRAME_SAMPLES, StreamingVad
+
+FinalReason = Literal["eou", "finalize", "close", "max_length", "max_words"]
+
+_PREROLL = int(0.3 * MODEL_RATE)  # audio kept before a speech onset (soft consonants)
+_TAIL = int(0.2 * MODEL_RATE)  # audio kept after the last speech frame of a turn
+_MIN_PARTIAL = int(0.3 * MODEL_RATE)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    encoding: str
+    sample_rate: int
+    eou_timeout_ms: int = 800
+    vad_threshold: float = 0.5
+    partial_interval_ms: int = 500
+    max_utterance_s: float = 25.0
+
+
+@dataclass(frozen=True)
+class VadNotice:
+    kind: Literal["speech_started", "speech_ended"]
+    timestamp: float  # seconds since the first audio byte
+
+
+@dataclass(frozen=True)
+class UtteranceAudio:
+    """Audio of one turn (or of the turn so far, for a partial) to decode."""
+
+    utterance: int  # sequence number of the turn within the session
+    offset: float  # seconds since the first audio byte of audio[0]
+    audio: np.ndarray
+    is_final: bool
+    reason: FinalReason | None = None
+
+    @property
+    def from_finalize(self) -> bool:
+        return self.reason == "finalize"
+
+    @property
+    def is_last(self) -> bool:
+        return self.reason == "close"
+
+
+SessionAction = VadNotice | UtteranceAudio
+
+
+class StreamSession:
+    def __init__(self, config: SessionConfig) -> None:
+        self._config = config
+        self._decoder = make_decoder(config.encoding, config.sample_rate)
+        self._resampler = StreamResampler(config.sample_rate)
+        self._vad = StreamingVad()
+        self._endpointer = Endpointer(
+            EndpointerConfig(eou_timeout_ms=config.eou_timeout_ms, threshold=config.vad_threshold)
+        )
+        self._buffer = SampleBuffer()
+        self._frames_done = 0  # VAD frames judged so far
+        self._probs: list[float] = []  # per-frame speech probability since `_probs_first`
+        self._probs_first = 0
+        self._utterance = 0
+        self._utt_start: int | None = None  # absolute sample where the open turn's audio starts
+        self._min_next_start = 0  # a new turn never re-reads audio an earlier final covered
+        self._last_partial_end = 0
+        self._partial_step = int(config.partial_interval_ms * MODEL_RATE / 1000)
+        self._max_len = int(config.max_utterance_s * MODEL_RATE)
+        self.input_samples = 0  # at the client's declared rate, for usage
+        self.closed = False
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.input_samples / self._config.sample_rate
+
+    @property
+    def current_utterance(self) -> int:
+        return self._utterance
+
+    def feed(self, data: bytes) -> list[SessionAction]:
+        """A binary frame from the client. Raises AudioDecodeError on undecodable bytes."""
+        samples = self._decoder.decode(data)
+        self.input_samples += samples.size
+        return self._ingest(self._resampler.process(samples), partial_allowed=True)
+
+    def finalize(self) -> list[SessionAction]:
+        """Client's turn boundary: exactly one final for whatever is buffered (maybe empty)."""
+        return [self._close_turn("finalize")]
+
+    def force_final(self, reason: FinalReason) -> list[SessionAction]:
+        """Server-side cut (e.g. word count) of the open turn, if any."""
+        if self._utt_start is None:
+            return []
+        return [self._close_turn(reason)]
+
+    def close(self) -> list[SessionAction]:
+        """End of stream: flush every stage, then the terminal final (is_last)."""
+        self.closed = True
+        tail = self._decoder.flush()
+        self.input_samples += tail.size
+        actions = self._ingest(self._resampler.process(tail), partial_allowed=False)
+        actions += self._ingest(self._resampler.flush(), partial_allowed=False)
+        self._flush_vad(actions)
+        actions.append(self._close_turn("close"))
+        return actions
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _flush_vad(self, actions: list[SessionAction]) -> None:
+        probs = self._vad.flush()
+        if probs.size:
+            self._on_probs(probs, actions)
+
+    def _ingest(self, pcm: np.ndarray, *, partial_allowed: bool) -> list[SessionAction]:
+        actions: list[SessionAction] = []
+        self._buffer.append(pcm)
+        probs = self._vad.process(pcm)
+        if probs.size:
+            self._on_probs(probs, actions)
+        if self._utt_start is None:
+            keep_from = max(self._min_next_start, self._frames_done * FRAME_SAMPLES - 2 * _PREROLL)
+            self._buffer.drop_before(keep_from)
+            self._drop_probs_before(keep_from // FRAME_SAMPLES)
+        elif partial_allowed:
+            end = self._buffer.end
+            if (
+                end - self._last_partial_end >= self._partial_step
+                and end - self._utt_start >= _MIN_PARTIAL
+            ):
+                self._last_partial_end = end
+                actions.append(
+                    UtteranceAudio(
+                        self._utterance,
+                        self._utt_start / MODEL_RATE,
+                        self._buffer.slice(self._utt_start, end),
+                        is_final=False,
+                    )
+                )
+        return actions
+
+    def _on_probs(self, probs: np.ndarray, actions: list[SessionAction]) -> None:
+        first = self._frames_done
+        self._frames_done += probs.size
+        self._probs.extend(probs.tolist())
+        for event in self._endpointer.push(first, probs.tolist()):
+            if event.kind is Boundary.SPEECH_STARTED:
+                if self._utt_start is None:
+                    self._utt_start = max(
+                        self._min_next_start, self._buffer.start, event.sample - _PREROLL
+                    )
+                    self._last_partial_end = self._utt_start
+                actions.append(VadNotice("speech_started", round(event.sample / MODEL_RATE, 3)))
+            elif event.kind is Boundary.SPEECH_PAUSED:
+                actions.append(VadNotice("speech_ended", round(event.sample / MODEL_RATE, 3)))
+            elif event.kind is Boundary.UTTERANCE_ENDED and self._utt_start is not None:
+                end = min(event.sample + _TAIL, (event.frame + 1) * FRAME_SAMPLES)
+                actions.append(self._close_turn("eou", end=end))
+        self._split_long_turn(actions)
+
+    def _split_long_turn(self, actions: list[SessionAction]) -> None:
+        """Cut a turn longer than the model window at its quietest frame; lose no audio."""
+        judged_end = self._frames_done * FRAME_SAMPLES
+        while self._utt_start is not None and judged_end - self._utt_start > self._max_len:
+            lo_frame = (self._utt_start + self._max_len // 2) // FRAME_SAMPLES
+            hi_frame = (self._utt_start + self._max_len) // FRAME_SAMPLES
+            window = np.asarray(
+                self._probs[lo_frame - self._probs_first : hi_frame - self._probs_first]
+            )
+            if window.size == 0:
+                cut = self._utt_start + self._max_len
+            else:
+                # Latest frame among the quietest (within 0.05 of the minimum).
+                quiet = np.flatnonzero(window <= window.min() + 0.05)
+                cut = (lo_frame + int(quiet[-1])) * FRAME_SAMPLES + FRAME_SAMPLES // 2
+            actions.append(self._close_turn("max_length", end=cut, keep_open=True))
+
+    def _close_turn(
+        self, reason: FinalReason, *, end: int | None = None, keep_open: bool = False
+    ) -> UtteranceAudio:
+        start = self._utt_start
+        end = self._buffer.end if end is None else end
+        if start is None:
+            audio = np.zeros(0, dtype=np.float32)
+            offset = end / MODEL_RATE
+        else:
+            audio = self._buffer.slice(start, end)
+            offset = start / MODEL_RATE
+        final = UtteranceAudio(self._utterance, offset, audio, is_final=True, reason=reason)
+        self._utterance += 1
+        self._min_next_start = max(self._min_next_start, end)
+        if keep_open:
+            self._utt_start = end
+            self._last_partial_end = end
+            self._buffer.drop_before(end)
+            self._drop_probs_before(end // FRAME_SAMPLES)
+        else:
+            self._utt_start = None
+            if reason != "eou":
+                self._endpointer.reset()
+        return final
+
+    def _drop_probs_before(self, frame: int) -> None:
+        cut = frame - self._probs_first
+        if cut > 0:
+            del self._probs[:cut]
+            self._probs_first += cut
