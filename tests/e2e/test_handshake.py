@@ -1,0 +1,126 @@
+"""Refusals before the upgrade, auth, keys and usage, and a client that vanishes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import httpx
+import pytest
+import websockets
+
+from tests.e2e.audio import Clip, pcm16
+from tests.e2e.client import LEGACY, LIVE, chunks, play
+from tests.e2e.conftest import Server
+
+pytestmark = pytest.mark.e2e
+
+
+async def _refusal(server: Server, path: str, query: str, headers: dict[str, str] | None):
+    url = f"{server.ws}{path}?{query}"
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with websockets.connect(url, additional_headers=headers or {}):
+            pass
+    response = info.value.response
+    return response.status_code, json.loads(response.body or b"{}")
+
+
+def refusal(server: Server, query: str, *, path: str = LIVE, headers=None, auth: bool = True):
+    if auth and headers is None:
+        headers = server.headers()
+    return asyncio.run(_refusal(server, path, query, headers))
+
+
+def test_pulse_pro_is_refused_with_the_documented_message(server: Server) -> None:
+    status, body = refusal(server, "model=pulse-pro&language=en")
+    assert status == 400
+    assert body["message"] == (
+        "Pulse Pro has no streaming transport. Use POST /waves/v1/stt/?model=pulse-pro instead."
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("language=en", "model"),
+        ("model=whisper", "model"),
+        ("model=pulse&sample_rate=44000", "sample_rate"),
+        ("model=pulse&encoding=mp3", "encoding"),
+        ("model=pulse&word_timestamps=yes", "word_timestamps"),
+        ("model=pulse&eou_timeout_ms=50", "eou_timeout_ms"),
+        ("model=pulse&language=klingon", "language"),
+        ("model=pulse&keywords=foo:99", "keywords"),
+        ("model=pulse&max_words=0", "max_words"),
+        ("model=pulse&numerals=maybe", "numerals"),
+    ],
+)
+def test_invalid_parameters_get_400_naming_the_parameter(server: Server, query: str, param: str):
+    status, body = refusal(server, query)
+    assert status == 400
+    assert body["status"] == "error"
+    assert body["param"] == param
+    assert param in body["message"]
+
+
+def test_legacy_path_validates_too(server: Server) -> None:
+    status, body = refusal(server, "sample_rate=12345", path=LEGACY)
+    assert status == 400 and body["param"] == "sample_rate"
+    assert "16000" in body["allowed"]
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}]
+)
+def test_missing_or_invalid_key_gets_401(server: Server, headers: dict[str, str]) -> None:
+    status, body = refusal(server, "model=pulse", headers=headers, auth=False)
+    assert status == 401
+    assert "Authorization: Bearer" in body["message"]
+
+
+def test_unknown_parameters_are_ignored(server: Server) -> None:
+    got = play(server, "model=pulse&some_future_flag=1", [{"type": "close_stream"}])
+    assert got.close_code == 1000 and got.finals[-1]["is_last"]
+
+
+def test_health_and_ready(server: Server) -> None:
+    assert httpx.get(f"{server.http}/health").json()["status"] == "ok"
+    assert httpx.get(f"{server.http}/ready").json()["status"] == "ready"
+
+
+def test_abrupt_disconnect_mid_utterance_leaves_server_serving(
+    server: Server, clips: list[Clip]
+) -> None:
+    async def vanish() -> None:
+        url = f"{server.ws}{LIVE}?model=pulse&language=en"
+        ws = await websockets.connect(url, additional_headers=server.headers())
+        for chunk in chunks(pcm16(clips[0].audio[: 16000 * 3]), 3200):
+            await ws.send(chunk)
+        ws.transport.abort()  # no close frame: the call just drops
+
+    for _ in range(3):
+        asyncio.run(vanish())
+    clip = clips[1]
+    got = play(
+        server, "model=pulse&language=en", [*chunks(pcm16(clip.audio)), {"type": "close_stream"}]
+    )
+    assert got.close_code == 1000
+    assert "young man" in got.final_text.lower()
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_usage_is_recorded_per_key(server: Server, clips: list[Clip]) -> None:
+    clip = clips[4]
+    play(server, "model=pulse&language=en", [pcm16(clip.audio), {"type": "close_stream"}])
+    out = subprocess.run(
+        [sys.executable, "-m", "pulse_stt", "keys", "list"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(row for row in out.splitlines() if "PULSE_STT_API_KEY" in row)
+    audio_seconds = float(line.split()[-3])
+    assert audio_seconds >= clip.audio.size / 16000
+    assert server.key not in out  # only a hint of the key is ever shown
