@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         description="Model for `model=pulse` (streaming and REST): `base` (bundled Whisper base, "
         "multilingual) or the path of any local faster-whisper/CTranslate2 Whisper directory.",
     )
+    pro_model: str | None = Field(
+        None,
+        description="Model for REST `model=pulse-pro` (beam search with patience, longer "
+        "windows, context from the previous turn): a larger local CTranslate2 Whisper "
+        "directory if you have one; unset = the same model as `pulse`.",
+    )
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Inference device.")
     compute_type: str = Field(
         "int8", description="CTranslate2 compute type (int8, int8_float16, float16, float32, ...)."
@@ -70,6 +76,16 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(
         1 << 20, ge=1024, description="Largest binary WebSocket frame accepted."
     )
+    max_upload_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=1024,
+        description="Largest REST body or fetched file (HTTP 413 above).",
+    )
+    allow_private_urls: bool = Field(
+        False,
+        description='Let REST `{"url": ...}` fetch loopback/private/link-local addresses.',
+    )
+    url_timeout_s: float = Field(60.0, gt=0, description="Time limit for fetching a REST url.")
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
 
     def resolved_database_url(self) -> str:

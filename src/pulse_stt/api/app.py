@@ -9,6 +9,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from pulse_stt import __version__
 from pulse_stt.api.context import ServerContext
+from pulse_stt.api.rest import LEGACY_REST_PATH, REST_PATH, file_endpoint
 from pulse_stt.api.websocket import LEGACY_PATH, LIVE_PATH, stream_endpoint
 
 
@@ -26,6 +27,9 @@ def create_app(ctx: ServerContext) -> Starlette:
         routes=[
             Route("/health", health),
             Route("/ready", ready),
+            Route(REST_PATH, file_endpoint, methods=["POST"]),
+            Route(REST_PATH + "/", file_endpoint, methods=["POST"]),
+            Route(LEGACY_REST_PATH, file_endpoint, methods=["POST"]),
             WebSocketRoute(LIVE_PATH, stream_endpoint),
             WebSocketRoute(LIVE_PATH + "/", stream_endpoint),
             WebSocketRoute(LEGACY_PATH, stream_endpoint),

@@ -15,6 +15,7 @@ class ServerContext:
     settings: Settings
     engine: Engine
     store: Store
+    pro_engine: Engine | None = None  # None: pulse-pro runs on `engine` with pro options
     # Decoding, resampling and VAD of incoming frames: light but not free, so off the loop.
     dsp_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsp")
@@ -23,9 +24,18 @@ class ServerContext:
     @classmethod
     def create(cls, settings: Settings) -> ServerContext:
         store = Store(settings.resolved_database_url())
-        return cls(settings=settings, engine=Engine(settings), store=store)
+        engine = Engine(settings)
+        pro_engine = None
+        if settings.pro_model and settings.pro_model != settings.model:
+            pro_engine = Engine(settings, settings.pro_model)
+        return cls(settings=settings, engine=engine, store=store, pro_engine=pro_engine)
+
+    def engine_for(self, pro: bool) -> Engine:
+        return self.pro_engine if pro and self.pro_engine else self.engine
 
     def close(self) -> None:
         self.engine.close()
+        if self.pro_engine:
+            self.pro_engine.close()
         self.dsp_pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()

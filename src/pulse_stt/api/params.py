@@ -227,6 +227,34 @@ def check_streaming_model(query: Mapping[str, str]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class FileParams:
+    """A whole-file (REST) request, validated."""
+
+    pro: bool
+    language: LanguageChoice
+    text: TextOptions
+
+
+def parse_file_params(query: Mapping[str, str], *, legacy_path: bool) -> FileParams:
+    """`POST /waves/v1/stt/?model=pulse|pulse-pro` or the legacy `/waves/v1/pulse/get_text`."""
+    pro = False
+    if not legacy_path:
+        raw = (query.get("model") or "").strip().lower()
+        if raw not in ("pulse", "pulse-pro"):
+            raise ParamError(
+                "model",
+                f"model must be pulse or pulse-pro on this endpoint; got {query.get('model')!r}.",
+                "pulse, pulse-pro",
+            )
+        pro = raw == "pulse-pro"
+    return FileParams(
+        pro=pro,
+        language=parse_language(query),
+        text=parse_text_options(query, word_timestamps_default=False),
+    )
+
+
 def parse_stream_params(query: Mapping[str, str], *, legacy_path: bool) -> StreamParams:
     """Validate a WebSocket query string. `legacy_path` is `/waves/v1/pulse/get_text`."""
     if not legacy_path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.responses import JSONResponse
+
 from pulse_stt.api.params import TextOptions
 from pulse_stt.text.format import Transcript
 
@@ -55,3 +57,36 @@ def error_message(
     if session_id:
         body["session_id"] = session_id
     return body
+
+
+def file_response(
+    transcripts: list[Transcript],
+    *,
+    options: TextOptions,
+    language: str | None,
+    duration: float,
+    file_size: int,
+) -> dict[str, Any]:
+    """REST body: `word_timestamps` gates both `words` and `utterances`."""
+    body: dict[str, Any] = {
+        "status": "success",
+        "transcription": " ".join(t.text for t in transcripts if t.text),
+        "language": language,
+        "metadata": {"duration": round(duration, 3), "fileSize": file_size},
+    }
+    if options.word_timestamps:
+        body["words"] = [
+            {"word": w.text, "start": w.start, "end": w.end, "confidence": w.confidence}
+            for t in transcripts
+            for w in t.words
+        ]
+        body["utterances"] = [
+            {"text": u.text, "start": u.start, "end": u.end}
+            for t in transcripts
+            for u in t.utterances
+        ]
+    return body
+
+
+def rest_error(status: int, error: str, message: str) -> JSONResponse:
+    return JSONResponse({"status": "error", "error": error, "message": message}, status_code=status)

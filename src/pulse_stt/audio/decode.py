@@ -16,6 +16,8 @@ class AudioDecodeError(ValueError):
 
 
 class StreamDecoder(Protocol):
+    output_rate: int  # rate of the samples it returns (the declared rate, or 48 kHz for Opus)
+
     def decode(self, data: bytes) -> np.ndarray:
         """Decode the next chunk; returns float32 samples in [-1, 1] (possibly empty)."""
 
@@ -30,17 +32,32 @@ class PcmDecoder:
     """Little-endian signed integer PCM, or 8-bit G.711 via a 256-entry lookup table."""
 
     def __init__(
-        self, sample_width: int, dtype: str, scale: float, table: np.ndarray | None = None
+        self,
+        output_rate: int,
+        sample_width: int,
+        dtype: str,
+        scale: float,
+        table: np.ndarray | None = None,
     ):
+        self.output_rate = output_rate
         self._width = sample_width
         self._dtype = np.dtype(dtype)
         self._scale = np.float32(scale)
         self._table = table
         self._pending = b""
+        # Clients often send a .wav file's bytes as raw PCM: skip its header, not play it.
+        self._at_start = table is None
 
     def decode(self, data: bytes) -> np.ndarray:
         if self._pending:
             data = self._pending + data
+        if self._at_start:
+            payload = _after_wav_header(data)
+            if payload is None and len(data) < _MAX_WAV_HEADER:
+                self._pending = data  # the start of a WAV header: wait for the rest
+                return _EMPTY
+            self._at_start = False
+            data = data if payload is None else payload
         usable = len(data) - len(data) % self._width
         self._pending = data[usable:]
         if usable == 0:
@@ -54,6 +71,23 @@ class PcmDecoder:
         # A trailing partial sample cannot be decoded; it is at most width-1 bytes of noise.
         self._pending = b""
         return _EMPTY
+
+
+_MAX_WAV_HEADER = 4096
+
+
+def _after_wav_header(data: bytes) -> bytes | None:
+    """`data` past a WAV header; `data` itself if it is no WAV; None if the header is cut."""
+    head = data[:12]
+    if not (b"RIFF"[: len(head)] == head[:4] and (len(head) < 12 or head[8:12] == b"WAVE")):
+        return data
+    position = 12
+    while position + 8 <= len(data):  # walk RIFF chunks to the start of "data"
+        size = int.from_bytes(data[position + 4 : position + 8], "little")
+        if data[position : position + 4] == b"data":
+            return data[position + 8 :]
+        position += 8 + size + (size & 1)
+    return None
 
 
 def _mulaw_table() -> np.ndarray:
@@ -85,13 +119,13 @@ def _alaw_table() -> np.ndarray:
 def make_decoder(encoding: str, sample_rate: int) -> StreamDecoder:
     """A fresh streaming decoder for one session's declared encoding."""
     if encoding == "linear16":
-        return PcmDecoder(2, "<i2", 1.0 / 32768.0)
+        return PcmDecoder(sample_rate, 2, "<i2", 1.0 / 32768.0)
     if encoding == "linear32":
-        return PcmDecoder(4, "<i4", 1.0 / 2147483648.0)
+        return PcmDecoder(sample_rate, 4, "<i4", 1.0 / 2147483648.0)
     if encoding == "mulaw":
-        return PcmDecoder(1, "u1", 1.0, _mulaw_table())
+        return PcmDecoder(sample_rate, 1, "u1", 1.0, _mulaw_table())
     if encoding == "alaw":
-        return PcmDecoder(1, "u1", 1.0, _alaw_table())
+        return PcmDecoder(sample_rate, 1, "u1", 1.0, _alaw_table())
     if encoding in ("opus", "ogg_opus"):
         from pulse_stt.audio.opus import make_opus_decoder
 

@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, settings: Settings) -> None:
-        model_dir = resolve_model_dir(settings.model, settings.cache_dir)
+    def __init__(self, settings: Settings, model: str | None = None) -> None:
+        model_dir = resolve_model_dir(model or settings.model, settings.cache_dir)
         threads = settings.cpu_threads or (os.cpu_count() or 1)
         log.info("loading model %s on %s (%s)", model_dir, settings.device, settings.compute_type)
         self.transcriber = WhisperTranscriber(

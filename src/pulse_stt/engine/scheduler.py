@@ -1,9 +1,10 @@
 """The shared scheduler: every session's decode work goes through one queue to the model.
 
-Policy: finals before partials (a voice agent waits on every final); finals in arrival
-order; partials round-robin between sessions, and a session's queued partial is replaced
-by its newer one (only the newest audio matters), so a backed-up queue sheds stale work
-instead of growing.
+Policy: live finals first, in arrival order (a voice agent waits on every final). Then
+background work, round-robin between sessions: a live session's partial (only its newest
+one: a queued partial is replaced by the next, so a backed-up queue sheds stale work
+instead of growing) or a whole-file request's next batch pass (REST: one pass per turn,
+so a long file cannot starve live sessions).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pulse_stt.engine.types import DecodeJob, Hypothesis
 log = logging.getLogger(__name__)
 
 DecodeFn = Callable[[DecodeJob], Hypothesis]
+_Item = tuple[DecodeJob, "Future[Hypothesis | None]"]
 
 
 class SchedulerClosedError(RuntimeError):
@@ -29,10 +31,8 @@ class DecodeScheduler:
     def __init__(self, decode: DecodeFn, *, workers: int = 1, name: str = "decode") -> None:
         self._decode = decode
         self._cond = threading.Condition()
-        self._finals: deque[tuple[DecodeJob, Future[Hypothesis | None]]] = deque()
-        self._partials: OrderedDict[str, tuple[DecodeJob, Future[Hypothesis | None]]] = (
-            OrderedDict()
-        )
+        self._finals: deque[_Item] = deque()
+        self._background: OrderedDict[str, deque[_Item]] = OrderedDict()
         self._closed = False
         self._threads = [
             threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
@@ -47,23 +47,26 @@ class DecodeScheduler:
         with self._cond:
             if self._closed:
                 raise SchedulerClosedError("the engine is shutting down")
-            if job.is_final:
+            if job.batch:
+                self._background.setdefault(job.session_id, deque()).append((job, future))
+            elif job.is_final:
                 self._finals.append((job, future))
                 self._drop_partial(job.session_id)  # stale now: the final covers that audio
             else:
                 self._drop_partial(job.session_id)
-                self._partials[job.session_id] = (job, future)
+                self._background[job.session_id] = deque([(job, future)])
             self._cond.notify()
         return future
 
     def cancel_session(self, session_id: str) -> None:
-        """Forget queued partial work of a session that went away (finals still run)."""
+        """Forget a departed session's queued background work (live finals still run)."""
         with self._cond:
-            self._drop_partial(session_id)
+            for _, future in self._background.pop(session_id, ()):
+                future.cancel()
 
     def queue_depth(self) -> int:
         with self._cond:
-            return len(self._finals) + len(self._partials)
+            return len(self._finals) + sum(len(q) for q in self._background.values())
 
     def close(self, timeout: float = 30.0) -> None:
         with self._cond:
@@ -73,19 +76,23 @@ class DecodeScheduler:
             t.join(timeout)
 
     def _drop_partial(self, session_id: str) -> None:
-        queued = self._partials.pop(session_id, None)
-        if queued is not None:
-            queued[1].set_result(None)
+        queued = self._background.pop(session_id, None)
+        for _, future in queued or ():
+            future.set_result(None)
 
-    def _next(self) -> tuple[DecodeJob, Future[Hypothesis | None]] | None:
+    def _next(self) -> _Item | None:
         with self._cond:
-            while not self._finals and not self._partials:
+            while not self._finals and not self._background:
                 if self._closed:
                     return None
                 self._cond.wait()
             if self._finals:
                 return self._finals.popleft()
-            _, item = self._partials.popitem(last=False)  # oldest waiting session first
+            session_id, queue = next(iter(self._background.items()))
+            item = queue.popleft()
+            del self._background[session_id]
+            if queue:  # more batch work: back of the line, behind the other sessions
+                self._background[session_id] = queue
             return item
 
     def _run(self) -> None:

@@ -61,6 +61,7 @@ _BASE_OPTIONS = TranscriptionOptions(
 )
 _FINAL_OPTIONS = _BASE_OPTIONS
 _PARTIAL_OPTIONS = replace(_BASE_OPTIONS, beam_size=1, temperatures=[0.0])
+_PRO_OPTIONS = replace(_BASE_OPTIONS, patience=2.0, temperatures=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
 
 
 class WhisperTranscriber:
@@ -90,9 +91,10 @@ class WhisperTranscriber:
         tokenizer = Tokenizer(
             model.hf_tokenizer, self.multilingual, task="transcribe", language=language
         )
-        options = _FINAL_OPTIONS if job.is_final or job.pro else _PARTIAL_OPTIONS
+        options = _options_for(job)
+        previous = tokenizer.encode(" " + job.prompt.strip()) if job.prompt else []
         prompt = model.get_prompt(
-            tokenizer, previous_tokens=[], without_timestamps=True, hotwords=job.hotwords
+            tokenizer, previous_tokens=previous, without_timestamps=True, hotwords=job.hotwords
         )
         result, avg_logprob, _temperature, compression = model.generate_with_fallback(
             encoder_output, prompt, tokenizer, options
@@ -152,3 +154,9 @@ class WhisperTranscriber:
             return fallback, (fallback,)
         top = tuple(lang for lang, p in ranked[:3] if p >= 0.05) or (ranked[0][0],)
         return ranked[0][0], top
+
+
+def _options_for(job: DecodeJob) -> TranscriptionOptions:
+    if job.pro:
+        return _PRO_OPTIONS
+    return _FINAL_OPTIONS if job.is_final else _PARTIAL_OPTIONS

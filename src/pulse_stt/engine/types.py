@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,4 +39,5 @@ class DecodeJob:
     word_timestamps: bool = False
     hotwords: str | None = None
     pro: bool = False  # the whole-file `pulse-pro` configuration
-    extra: dict[str, object] = field(default_factory=dict)
+    batch: bool = False  # whole-file work: queued behind live finals, never coalesced
+    prompt: str | None = None  # text that preceded this audio (context for the decoder)

@@ -32,6 +32,7 @@ class SessionConfig:
     vad_threshold: float = 0.5
     partial_interval_ms: int = 500
     max_utterance_s: float = 25.0
+    partials: bool = True  # whole-file segmentation wants finals only
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class StreamSession:
     def __init__(self, config: SessionConfig) -> None:
         self._config = config
         self._decoder = make_decoder(config.encoding, config.sample_rate)
-        self._resampler = StreamResampler(config.sample_rate)
+        self._resampler = StreamResampler(self._decoder.output_rate)
         self._vad = StreamingVad()
         self._endpointer = Endpointer(
             EndpointerConfig(eou_timeout_ms=config.eou_timeout_ms, threshold=config.vad_threshold)
@@ -81,12 +82,12 @@ class StreamSession:
         self._last_partial_end = 0
         self._partial_step = int(config.partial_interval_ms * MODEL_RATE / 1000)
         self._max_len = int(config.max_utterance_s * MODEL_RATE)
-        self.input_samples = 0  # at the client's declared rate, for usage
+        self.input_samples = 0  # decoded samples at the decoder's rate, for usage
         self.closed = False
 
     @property
     def audio_seconds(self) -> float:
-        return self.input_samples / self._config.sample_rate
+        return self.input_samples / self._decoder.output_rate
 
     @property
     def current_utterance(self) -> int:
@@ -96,7 +97,11 @@ class StreamSession:
         """A binary frame from the client. Raises AudioDecodeError on undecodable bytes."""
         samples = self._decoder.decode(data)
         self.input_samples += samples.size
-        return self._ingest(self._resampler.process(samples), partial_allowed=True)
+        return self._ingest(self._resampler.process(samples), partial_allowed=self._config.partials)
+
+    def feed_model_rate(self, samples: np.ndarray) -> list[SessionAction]:
+        """Audio already decoded to float32 at the model rate (whole files)."""
+        return self._ingest(samples, partial_allowed=self._config.partials)
 
     def finalize(self) -> list[SessionAction]:
         """Client's turn boundary: exactly one final for whatever is buffered (maybe empty)."""

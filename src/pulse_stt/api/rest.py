@@ -1,0 +1,139 @@
+"""Whole-file transcription: `POST /waves/v1/stt/?model=...` and `POST /waves/v1/pulse/get_text`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
+from pulse_stt.api.context import ServerContext
+from pulse_stt.api.fetch import FetchError, FetchTooLargeError, fetch_url
+from pulse_stt.api.params import FileParams, ParamError, parse_file_params
+from pulse_stt.api.schemas import file_response, rest_error
+from pulse_stt.audio.container import iter_file_audio
+from pulse_stt.audio.decode import AudioDecodeError
+from pulse_stt.engine.scheduler import SchedulerClosedError
+from pulse_stt.stream.file import FileTranscription, transcribe_audio_chunks
+from pulse_stt.text.format import shape_transcript
+
+log = logging.getLogger(__name__)
+
+REST_PATH = "/waves/v1/stt"
+LEGACY_REST_PATH = "/waves/v1/pulse/get_text"
+_MAX_JSON_BODY = 64 * 1024
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _TooLargeError
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLargeError
+    return bytes(body)
+
+
+async def file_endpoint(request: Request) -> JSONResponse:
+    ctx: ServerContext = request.app.state.ctx
+    legacy = request.url.path.rstrip("/") == LEGACY_REST_PATH
+    key = await authenticate(ctx.store, request.headers)
+    if key is None:
+        return JSONResponse(UNAUTHORIZED_BODY, status_code=401)
+    try:
+        params = parse_file_params(request.query_params, legacy_path=legacy)
+    except ParamError as exc:
+        return JSONResponse(exc.to_json(), status_code=400)
+    limit = ctx.settings.max_upload_bytes
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == "application/json":
+            data = await _fetch_from_json(ctx, await _read_body(request, _MAX_JSON_BODY))
+        else:
+            data = await _read_body(request, limit)
+    except _TooLargeError:
+        return rest_error(413, "too_large", f"the body is over the {limit} byte limit.")
+    except FetchTooLargeError as exc:
+        return rest_error(413, "too_large", str(exc))
+    except (FetchError, ValueError) as exc:
+        return rest_error(400, "bad_request", str(exc))
+    if not data:
+        return rest_error(
+            400,
+            "empty_body",
+            'the request body is empty; send the audio file\'s bytes, or JSON {"url": "..."}.',
+        )
+    request_id = str(uuid.uuid4())
+    started = datetime.now(UTC)
+    engine = ctx.engine_for(params.pro)
+    try:
+        result = await asyncio.to_thread(
+            lambda: transcribe_audio_chunks(
+                iter_file_audio(data),
+                engine=engine,
+                params=params,
+                request_id=request_id,
+                vad_threshold=ctx.settings.vad_threshold,
+                max_utterance_s=ctx.settings.max_utterance_s,
+            )
+        )
+    except AudioDecodeError as exc:
+        return rest_error(400, "bad_audio", str(exc))
+    except SchedulerClosedError:
+        return rest_error(503, "unavailable", "the server is shutting down; retry shortly.")
+    try:
+        await asyncio.to_thread(
+            ctx.store.record_usage,
+            key_id=key.id,
+            session_id=request_id,
+            endpoint=LEGACY_REST_PATH if legacy else REST_PATH,
+            audio_seconds=result.duration,
+            started_at=started,
+        )
+    except Exception:
+        log.exception("request %s: could not record usage", request_id)
+    return JSONResponse(_response(result, params, len(data)))
+
+
+async def _fetch_from_json(ctx: ServerContext, body: bytes) -> bytes:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise FetchError('the JSON body is not valid JSON; send {"url": "https://..."}') from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("url"), str):
+        raise FetchError('the JSON body must be {"url": "https://..."}')
+    settings = ctx.settings
+    return await fetch_url(
+        payload["url"],
+        max_bytes=settings.max_upload_bytes,
+        timeout_s=settings.url_timeout_s,
+        allow_private=settings.allow_private_urls,
+    )
+
+
+def _response(result: FileTranscription, params: FileParams, file_size: int) -> dict[str, object]:
+    transcripts = [shape_transcript(t.hypothesis, t.offset, params.text) for t in result.turns]
+    spoken = Counter[str]()
+    for turn, transcript in zip(result.turns, transcripts, strict=True):
+        if transcript.language:
+            spoken[transcript.language] += len(turn.hypothesis.text)
+    language = spoken.most_common(1)[0][0] if spoken else params.language.fixed
+    return file_response(
+        transcripts,
+        options=params.text,
+        language=language,
+        duration=result.duration,
+        file_size=file_size,
+    )
