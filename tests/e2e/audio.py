@@ -105,3 +105,108 @@ def wer(reference: str, hypothesis: str) -> float:
             hypothesis_transform=_NORMALIZE,
         )
     )
+
+
+def sox_encode(audio: np.ndarray, rate: int, encoding: str, bits: int, tmp: Path) -> bytes:
+    """Headerless audio in a telephony/PCM encoding, written by sox from 16 kHz audio."""
+    src, dst = tmp / "src.raw", tmp / f"out-{encoding}-{bits}-{rate}.raw"
+    src.write_bytes(pcm16(audio))
+    fmt = ["-t", "raw", "-c", "1"]
+    subprocess.run(
+        [
+            "sox",
+            *fmt,
+            "-e",
+            "signed-integer",
+            "-b",
+            "16",
+            "-r",
+            str(RATE),
+            str(src),
+            *fmt,
+            "-e",
+            encoding,
+            "-b",
+            str(bits),
+            "-r",
+            str(rate),
+            str(dst),
+        ],
+        check=True,
+    )
+    return dst.read_bytes()
+
+
+def opusenc_ogg(audio: np.ndarray, rate: int, tmp: Path) -> bytes:
+    """An Ogg/Opus stream written by the reference encoder (opus-tools' opusenc)."""
+    wav, dst = tmp / f"in{rate}.wav", tmp / f"out{rate}.opus"
+    write_wav(sox_resample(audio, rate, tmp) if rate != RATE else audio, rate, wav)
+    subprocess.run(["opusenc", "--quiet", "--bitrate", "24", str(wav), str(dst)], check=True)
+    return dst.read_bytes()
+
+
+def write_wav(audio: np.ndarray, rate: int, path: Path) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm16(audio))
+
+
+def opus_packets(audio: np.ndarray, rate: int) -> list[bytes]:
+    """Raw Opus packets (20 ms) from FFmpeg's libopus encoder, fed audio at `rate`."""
+    import av
+
+    samples = sox_resample_inline(audio, rate)
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate = rate
+    encoder.layout = "mono"
+    encoder.format = "s16"
+    encoder.bit_rate = 24000
+    encoder.open()
+    frame_size = rate // 50
+    packets: list[bytes] = []
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+    for start in range(0, pcm.size - frame_size + 1, frame_size):
+        frame = av.AudioFrame.from_ndarray(
+            pcm[None, start : start + frame_size], format="s16", layout="mono"
+        )
+        frame.sample_rate = rate
+        frame.pts = start
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    packets += [bytes(p) for p in encoder.encode(None)]
+    return packets
+
+
+def sox_resample_inline(audio: np.ndarray, rate: int) -> np.ndarray:
+    import soxr
+
+    return audio if rate == RATE else soxr.resample(audio, RATE, rate).astype(np.float32)
+
+
+def encode_file(
+    audio: np.ndarray, fmt: str, codec: str, rate: int = RATE, channels: int = 1
+) -> bytes:
+    """A whole file in a container, written by FFmpeg's muxers/encoders through PyAV."""
+    import io
+
+    import av
+
+    samples = sox_resample_inline(audio, rate)
+    layout = "stereo" if channels == 2 else "mono"
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=rate, layout=layout)
+        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+        planar = np.repeat(pcm[None, :], channels, axis=0) if channels == 2 else pcm[None, :]
+        frame = av.AudioFrame.from_ndarray(
+            planar.T.reshape(1, -1).copy() if channels == 2 else planar, format="s16", layout=layout
+        )
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()

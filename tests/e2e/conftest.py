@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +46,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("server-data")
+@contextmanager
+def running_server(data_dir: Path, **settings: str) -> Iterator[Server]:
+    """Start `pulse-stt serve` as a user would, with PULSE_STT_* settings; stop it after."""
     port = _free_port()
     env = {
         **os.environ,
@@ -56,6 +57,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "PULSE_STT_PORT": str(port),
         "PULSE_STT_HOST": "127.0.0.1",
         "PULSE_STT_LOG_LEVEL": "warning",
+        **{f"PULSE_STT_{k.upper()}": v for k, v in settings.items()},
     }
     log = data_dir / "server.log"
     with open(log, "wb") as out:
@@ -82,6 +84,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("server-data")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -26,9 +26,15 @@ def read_wav_int16(path: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def librivox_clips() -> list[np.ndarray]:
-    """The five LibriVox clips as int16 arrays at 16 kHz, in file-name order."""
+def librivox_files() -> list[Path]:
+    """The five LibriVox WAV files, in file-name order (skips when not installed)."""
     paths = librivox_paths()
     if len(paths) < 5:
         pytest.skip(f"LibriVox test recordings not found in {LIBRIVOX} (pocketsphinx-testdata)")
-    return [read_wav_int16(p) for p in paths]
+    return paths
+
+
+@pytest.fixture(scope="session")
+def librivox_clips(librivox_files: list[Path]) -> list[np.ndarray]:
+    """The five LibriVox clips as int16 arrays at 16 kHz, in file-name order."""
+    return [read_wav_int16(p) for p in librivox_files]

@@ -141,11 +141,6 @@ def test_bool_params_accept_true_false_any_case(name: str) -> None:
     assert on != off
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="params.py parse_stream_params: `_bool(vad_events) or _bool(vad)` short-circuits, "
-    "so an invalid `vad` is never validated when vad_events=true",
-)
 def test_invalid_vad_rejected_even_when_vad_events_true() -> None:
     err = param_error({"vad_events": "true", "vad": "yes"})
     assert err.param == "vad"

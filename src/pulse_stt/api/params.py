@@ -281,7 +281,8 @@ def parse_stream_params(query: Mapping[str, str], *, legacy_path: bool) -> Strea
             "external_session_id",
             "external_session_id must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.' or '-'.",
         )
-    vad_events = _bool(query, "vad_events", False) or _bool(query, "vad", False)
+    vad_events = _bool(query, "vad_events", False)
+    vad_alias = _bool(query, "vad", False)  # validated even when vad_events is set
     return StreamParams(
         language=parse_language(query),
         encoding=_choice(query, "encoding", "linear16", ENCODINGS),  # type: ignore[arg-type]
@@ -291,7 +292,7 @@ def parse_stream_params(query: Mapping[str, str], *, legacy_path: bool) -> Strea
         finalize_on_words=_bool(query, "finalize_on_words", True),
         max_words=_int(query, "max_words", None, 1, 10_000),
         keywords=parse_keywords(query.get("keywords")),
-        vad_events=vad_events,
+        vad_events=vad_events or vad_alias,
         full_transcript=_bool(query, "full_transcript", False),
         external_session_id=external_id,
     )

@@ -28,6 +28,7 @@ from pulse_stt.engine.scheduler import SchedulerClosedError
 from pulse_stt.engine.types import DecodeJob, Hypothesis
 from pulse_stt.store.db import ApiKey
 from pulse_stt.stream.session import (
+    AudioProblem,
     SessionAction,
     SessionConfig,
     StreamSession,
@@ -137,13 +138,7 @@ class StreamRunner:
                 try:
                     actions = await loop.run_in_executor(self.ctx.dsp_pool, self.session.feed, data)
                 except AudioDecodeError as exc:
-                    self._post(
-                        error_message(
-                            f"could not decode audio as {self.params.encoding}: {exc}",
-                            error="bad_audio",
-                            session_id=self.session_id,
-                        )
-                    )
+                    self._post(self._bad_audio(str(exc)))
                     continue
                 self._dispatch(actions)
                 continue
@@ -159,6 +154,13 @@ class StreamRunner:
                 self._outbox.put_nowait(_CLOSE)
                 return True
 
+    def _bad_audio(self, problem: str) -> dict[str, Any]:
+        return error_message(
+            f"could not decode audio as {self.params.encoding}: {problem}",
+            error="bad_audio",
+            session_id=self.session_id,
+        )
+
     def _post(self, message: dict[str, Any]) -> None:
         self._outbox.put_nowait(_Ready(message))
 
@@ -167,6 +169,9 @@ class StreamRunner:
             if isinstance(action, VadNotice):
                 if self.params.vad_events:
                     self._post(vad_message(action.kind, self.session_id, action.timestamp))
+                continue
+            if isinstance(action, AudioProblem):
+                self._post(self._bad_audio(action.message))
                 continue
             self._outbox.put_nowait(_Pending(action, self._submit(action)))
 

@@ -73,7 +73,7 @@ class PcmDecoder:
         return _EMPTY
 
 
-_MAX_WAV_HEADER = 4096
+_MAX_WAV_HEADER = 65536  # fmt, LIST and JUNK chunks before the samples
 
 
 def _after_wav_header(data: bytes) -> bytes | None:

@@ -78,7 +78,8 @@ class DecodeScheduler:
     def _drop_partial(self, session_id: str) -> None:
         queued = self._background.pop(session_id, None)
         for _, future in queued or ():
-            future.set_result(None)
+            if not future.done():  # the caller may have cancelled it already
+                future.set_result(None)
 
     def _next(self) -> _Item | None:
         with self._cond:

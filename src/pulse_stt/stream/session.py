@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from pulse_stt.audio.decode import make_decoder
+from pulse_stt.audio.decode import AudioDecodeError, make_decoder
 from pulse_stt.audio.resample import MODEL_RATE, StreamResampler
 from pulse_stt.stream.buffer import SampleBuffer
 from pulse_stt.stream.endpointer import Boundary, Endpointer, EndpointerConfig
@@ -60,7 +60,14 @@ class UtteranceAudio:
         return self.reason == "close"
 
 
-SessionAction = VadNotice | UtteranceAudio
+@dataclass(frozen=True)
+class AudioProblem:
+    """Audio that could not be decoded at the end of the stream (reported, not fatal)."""
+
+    message: str
+
+
+SessionAction = VadNotice | UtteranceAudio | AudioProblem
 
 
 class StreamSession:
@@ -116,9 +123,14 @@ class StreamSession:
     def close(self) -> list[SessionAction]:
         """End of stream: flush every stage, then the terminal final (is_last)."""
         self.closed = True
-        tail = self._decoder.flush()
+        actions: list[SessionAction] = []
+        try:
+            tail = self._decoder.flush()
+        except AudioDecodeError as exc:
+            actions.append(AudioProblem(str(exc)))
+            tail = np.zeros(0, dtype=np.float32)
         self.input_samples += tail.size
-        actions = self._ingest(self._resampler.process(tail), partial_allowed=False)
+        actions += self._ingest(self._resampler.process(tail), partial_allowed=False)
         actions += self._ingest(self._resampler.flush(), partial_allowed=False)
         self._flush_vad(actions)
         actions.append(self._close_turn("close"))
@@ -163,6 +175,8 @@ class StreamSession:
         self._frames_done += probs.size
         self._probs.extend(probs.tolist())
         for event in self._endpointer.push(first, probs.tolist()):
+            # A long turn is cut before any later event of the same batch of frames.
+            self._split_long_turn(actions, judged_end=(event.frame + 1) * FRAME_SAMPLES)
             if event.kind is Boundary.SPEECH_STARTED:
                 if self._utt_start is None:
                     self._utt_start = max(
@@ -175,11 +189,10 @@ class StreamSession:
             elif event.kind is Boundary.UTTERANCE_ENDED and self._utt_start is not None:
                 end = min(event.sample + _TAIL, (event.frame + 1) * FRAME_SAMPLES)
                 actions.append(self._close_turn("eou", end=end))
-        self._split_long_turn(actions)
+        self._split_long_turn(actions, judged_end=self._frames_done * FRAME_SAMPLES)
 
-    def _split_long_turn(self, actions: list[SessionAction]) -> None:
+    def _split_long_turn(self, actions: list[SessionAction], *, judged_end: int) -> None:
         """Cut a turn longer than the model window at its quietest frame; lose no audio."""
-        judged_end = self._frames_done * FRAME_SAMPLES
         while self._utt_start is not None and judged_end - self._utt_start > self._max_len:
             lo_frame = (self._utt_start + self._max_len // 2) // FRAME_SAMPLES
             hi_frame = (self._utt_start + self._max_len) // FRAME_SAMPLES

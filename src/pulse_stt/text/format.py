@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pulse_stt.api.params import TextOptions
 from pulse_stt.engine.types import Hypothesis, Word
 
-_PUNCT = re.compile(r"[.,?!]")
+# Sentence punctuation, not the point or comma inside a number ("3.5", "1,000").
+_PUNCT = re.compile(r"[.,?!](?!\w)")
 _SENTENCE_END = re.compile(r"[.?!]$")
 
 

@@ -1,0 +1,300 @@
+"""`pulse_stt.engine.scheduler.DecodeScheduler` with a fake, step-by-step decode function."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from pulse_stt.engine.scheduler import DecodeScheduler, SchedulerClosedError
+from pulse_stt.engine.types import DecodeJob, Hypothesis
+
+TIMEOUT = 5.0
+
+
+@dataclass
+class TaggedJob(DecodeJob):
+    """A DecodeJob that says which one it is, for checking the order of decode passes."""
+
+    tag: str = ""
+
+
+class FakeDecoder:
+    """Decodes a job to its tag, but only when the test lets it (one permit per job)."""
+
+    def __init__(self) -> None:
+        self.started: queue.Queue[str] = queue.Queue()
+        self.finished: list[str] = []
+        self.failing: set[str] = set()
+        self._permits = threading.Semaphore(0)
+
+    def __call__(self, job: DecodeJob) -> Hypothesis:
+        assert isinstance(job, TaggedJob)
+        tag = job.tag
+        self.started.put(tag)
+        if not self._permits.acquire(timeout=TIMEOUT):
+            raise TimeoutError(f"test never released {tag}")
+        self.finished.append(tag)
+        if tag in self.failing:
+            raise RuntimeError(f"decode of {tag} failed")
+        return Hypothesis(text=tag)
+
+    def next_started(self) -> str:
+        return self.started.get(timeout=TIMEOUT)
+
+    def release(self, n: int = 1) -> None:
+        for _ in range(n):
+            self._permits.release()
+
+    def run_all(self, n: int) -> list[str]:
+        """Let the next `n` jobs run; returns their tags in the order they started."""
+        order = []
+        for _ in range(n):
+            order.append(self.next_started())
+            self.release()
+        return order
+
+
+def job(session: str, tag: str, *, final: bool = False, batch: bool = False) -> TaggedJob:
+    return TaggedJob(
+        session_id=session,
+        audio=np.zeros(1600, dtype=np.float32),
+        is_final=final,
+        language="en",
+        batch=batch,
+        tag=tag,
+    )
+
+
+@pytest.fixture
+def fake() -> FakeDecoder:
+    return FakeDecoder()
+
+
+@pytest.fixture
+def scheduler(fake: FakeDecoder) -> Iterator[DecodeScheduler]:
+    sched = DecodeScheduler(fake, name="test-decode")
+    yield sched
+    fake.release(1000)
+    sched.close(timeout=TIMEOUT)
+
+
+def busy(sched: DecodeScheduler, fake: FakeDecoder) -> Future[Hypothesis | None]:
+    """Occupy the single worker with a blocker job so that later jobs queue up."""
+    future = sched.submit(job("blocker", "blocker", final=True))
+    assert fake.next_started() == "blocker"
+    return future
+
+
+def result(future: Future[Hypothesis | None]) -> str | None:
+    hyp = future.result(timeout=TIMEOUT)
+    return None if hyp is None else hyp.text
+
+
+def test_runs_a_job(scheduler: DecodeScheduler, fake: FakeDecoder) -> None:
+    future = scheduler.submit(job("a", "a1", final=True))
+    assert fake.run_all(1) == ["a1"]
+    assert result(future) == "a1"
+
+
+def test_finals_before_queued_partials(scheduler: DecodeScheduler, fake: FakeDecoder) -> None:
+    blocker = busy(scheduler, fake)
+    futures = [
+        scheduler.submit(job("a", "a-partial")),
+        scheduler.submit(job("b", "b-partial")),
+        scheduler.submit(job("c", "c-final", final=True)),
+        scheduler.submit(job("d", "d-final", final=True)),
+    ]
+    assert scheduler.queue_depth() == 4
+    fake.release()  # the blocker
+    assert fake.run_all(4) == ["c-final", "d-final", "a-partial", "b-partial"]
+    assert result(blocker) == "blocker"
+    assert [result(f) for f in futures] == ["a-partial", "b-partial", "c-final", "d-final"]
+    assert scheduler.queue_depth() == 0
+
+
+def test_newer_partial_replaces_queued_one(scheduler: DecodeScheduler, fake: FakeDecoder) -> None:
+    busy(scheduler, fake)
+    old = scheduler.submit(job("a", "a1"))
+    new = scheduler.submit(job("a", "a2"))
+    assert old.done()  # resolved at once, not when the worker gets to it
+    assert result(old) is None
+    assert scheduler.queue_depth() == 1
+    fake.release()
+    assert fake.run_all(1) == ["a2"]
+    assert result(new) == "a2"
+    assert "a1" not in fake.finished
+
+
+def test_partials_round_robin_between_sessions(
+    scheduler: DecodeScheduler, fake: FakeDecoder
+) -> None:
+    busy(scheduler, fake)
+    a1 = scheduler.submit(job("a", "a1"))
+    scheduler.submit(job("b", "b1"))
+    scheduler.submit(job("c", "c1"))
+    fake.release()  # the blocker
+    assert fake.next_started() == "a1"
+    # while a1 runs, a sends its next partial: b and c, waiting longer, go first
+    scheduler.submit(job("a", "a2"))
+    fake.release()
+    assert result(a1) == "a1"
+    assert fake.run_all(3) == ["b1", "c1", "a2"]
+
+
+def test_replaced_partial_goes_to_the_back(scheduler: DecodeScheduler, fake: FakeDecoder) -> None:
+    busy(scheduler, fake)
+    scheduler.submit(job("a", "a1"))
+    scheduler.submit(job("b", "b1"))
+    scheduler.submit(job("a", "a2"))
+    fake.release()
+    assert fake.run_all(2) == ["b1", "a2"]
+
+
+def test_final_drops_queued_partial_of_its_session(
+    scheduler: DecodeScheduler, fake: FakeDecoder
+) -> None:
+    busy(scheduler, fake)
+    partial_a = scheduler.submit(job("a", "a-partial"))
+    partial_b = scheduler.submit(job("b", "b-partial"))
+    final_a = scheduler.submit(job("a", "a-final", final=True))
+    assert result(partial_a) is None
+    assert not partial_b.done()
+    fake.release()
+    assert fake.run_all(2) == ["a-final", "b-partial"]
+    assert result(final_a) == "a-final"
+    assert result(partial_b) == "b-partial"
+
+
+def test_final_never_replaced(scheduler: DecodeScheduler, fake: FakeDecoder) -> None:
+    busy(scheduler, fake)
+    first = scheduler.submit(job("a", "a-final-1", final=True))
+    second = scheduler.submit(job("a", "a-final-2", final=True))
+    scheduler.submit(job("a", "a-partial"))
+    fake.release()
+    assert fake.run_all(3) == ["a-final-1", "a-final-2", "a-partial"]
+    assert (result(first), result(second)) == ("a-final-1", "a-final-2")
+
+
+def test_cancel_session_drops_only_partials(scheduler: DecodeScheduler, fake: FakeDecoder) -> None:
+    busy(scheduler, fake)
+    partial = scheduler.submit(job("a", "a-partial"))
+    final = scheduler.submit(job("a", "a-final", final=True))
+    other = scheduler.submit(job("b", "b-partial"))
+    partial_2 = scheduler.submit(job("a", "a-partial-2"))
+    scheduler.cancel_session("a")
+    assert result(partial) is None  # replaced by the final
+    assert partial_2.done()  # forgotten at once (cancelled, or resolved to None)
+    assert partial_2.cancelled() or result(partial_2) is None
+    fake.release()
+    assert fake.run_all(2) == ["a-final", "b-partial"]
+    assert result(final) == "a-final"
+    assert result(other) == "b-partial"
+    assert "a-partial-2" not in fake.finished
+
+
+def test_exception_is_delivered_and_worker_survives(
+    scheduler: DecodeScheduler, fake: FakeDecoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.failing.add("bad")
+    busy(scheduler, fake)
+    bad = scheduler.submit(job("a", "bad", final=True))
+    good = scheduler.submit(job("b", "good", final=True))
+    fake.release()
+    assert fake.run_all(2) == ["bad", "good"]
+    error = bad.exception(timeout=TIMEOUT)
+    assert isinstance(error, RuntimeError)
+    assert "bad" in str(error)
+    assert result(good) == "good"
+    # and it keeps serving afterwards
+    later = scheduler.submit(job("c", "later"))
+    assert fake.run_all(1) == ["later"]
+    assert result(later) == "later"
+    assert any("decode pass failed" in r.getMessage() for r in caplog.records)
+
+
+def test_submit_after_close_raises(fake: FakeDecoder) -> None:
+    sched = DecodeScheduler(fake)
+    sched.close(timeout=TIMEOUT)
+    with pytest.raises(SchedulerClosedError):
+        sched.submit(job("a", "a1", final=True))
+    with pytest.raises(SchedulerClosedError):
+        sched.submit(job("a", "a2"))
+
+
+def test_close_drains_queued_work(fake: FakeDecoder) -> None:
+    sched = DecodeScheduler(fake)
+    busy(sched, fake)
+    final = sched.submit(job("a", "a-final", final=True))
+    partial = sched.submit(job("b", "b-partial"))
+    fake.release(3)
+    sched.close(timeout=TIMEOUT)
+    assert result(final) == "a-final"
+    assert result(partial) == "b-partial"
+    assert fake.finished == ["blocker", "a-final", "b-partial"]
+
+
+def test_several_workers_run_concurrently(fake: FakeDecoder) -> None:
+    sched = DecodeScheduler(fake, workers=2)
+    try:
+        sched.submit(job("a", "a1", final=True))
+        sched.submit(job("b", "b1", final=True))
+        assert {fake.next_started(), fake.next_started()} == {"a1", "b1"}
+    finally:
+        fake.release(2)
+        sched.close(timeout=TIMEOUT)
+
+
+def test_cancelled_future_is_skipped(scheduler: DecodeScheduler, fake: FakeDecoder) -> None:
+    busy(scheduler, fake)
+    doomed = scheduler.submit(job("a", "a-final", final=True))
+    kept = scheduler.submit(job("b", "b-final", final=True))
+    assert doomed.cancel()
+    fake.release()
+    assert fake.run_all(1) == ["b-final"]
+    assert result(kept) == "b-final"
+    assert "a-final" not in fake.finished
+
+
+def test_cancelled_partial_does_not_break_next_submit(
+    scheduler: DecodeScheduler, fake: FakeDecoder
+) -> None:
+    busy(scheduler, fake)
+    stale = scheduler.submit(job("a", "a1"))
+    assert stale.cancel()
+    newer = scheduler.submit(job("a", "a2"))
+    scheduler.cancel_session("b")
+    fake.release()
+    assert fake.run_all(1) == ["a2"]
+    assert result(newer) == "a2"
+
+
+# -- whole-file (batch) work ---------------------------------------------------------------
+
+
+def test_batch_jobs_are_never_coalesced(scheduler: DecodeScheduler, fake: FakeDecoder) -> None:
+    busy(scheduler, fake)
+    futures = [scheduler.submit(job("file", f"f{i}", final=True, batch=True)) for i in range(3)]
+    assert scheduler.queue_depth() == 3
+    assert not any(f.done() for f in futures)
+    fake.release()
+    assert fake.run_all(3) == ["f0", "f1", "f2"]
+    assert [result(f) for f in futures] == ["f0", "f1", "f2"]
+
+
+def test_batch_work_yields_to_live_finals_and_takes_turns(
+    scheduler: DecodeScheduler, fake: FakeDecoder
+) -> None:
+    busy(scheduler, fake)
+    for i in range(3):
+        scheduler.submit(job("file", f"f{i}", final=True, batch=True))
+    scheduler.submit(job("a", "a-partial"))
+    scheduler.submit(job("b", "b-final", final=True))
+    fake.release()
+    # the live final first; then one pass per waiting session in turn
+    assert fake.run_all(5) == ["b-final", "f0", "a-partial", "f1", "f2"]
