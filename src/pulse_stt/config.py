@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         description='Let REST `{"url": ...}` fetch loopback/private/link-local addresses.',
     )
     url_timeout_s: float = Field(60.0, gt=0, description="Time limit for fetching a REST url.")
+    idle_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="A stream that sends neither audio nor a control message for this long is "
+        "ended as if it sent close_stream (finals, then is_last, then close 1000).",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
 
     def resolved_database_url(self) -> str:

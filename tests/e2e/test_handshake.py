@@ -124,3 +124,22 @@ def test_usage_is_recorded_per_key(server: Server, clips: list[Clip]) -> None:
     audio_seconds = float(line.split()[-3])
     assert audio_seconds >= clip.audio.size / 16000
     assert server.key not in out  # only a hint of the key is ever shown
+
+
+def test_idle_stream_is_ended_with_is_last(tmp_path, clips: list[Clip]) -> None:
+    """The seed's JavaScript example sends audio, then only `finalize`, and waits for is_last."""
+    from tests.e2e.conftest import running_server
+
+    clip = clips[4]
+    with running_server(tmp_path, idle_timeout_s="2") as srv:
+        got = play(
+            srv,
+            "language=en&sample_rate=16000&encoding=linear16&word_timestamps=true",
+            [*chunks(pcm16(clip.audio), 3200), {"type": "finalize"}],
+            path=LEGACY,
+            timeout=30,
+        )
+    finals = got.finals
+    assert [m["from_finalize"] for m in finals] == [True, False]
+    assert "amiable" in finals[0]["transcript"].lower()
+    assert finals[-1]["is_last"] and got.close_code == 1000

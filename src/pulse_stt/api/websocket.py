@@ -127,8 +127,15 @@ class StreamRunner:
     async def _receive_loop(self, sender: asyncio.Task[None]) -> bool:
         """Returns True after close_stream (the send loop then finishes and we close)."""
         loop = asyncio.get_running_loop()
+        idle_timeout = self.ctx.settings.idle_timeout_s
         while True:
-            message = await self.ws.receive()
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), idle_timeout)
+            except TimeoutError:
+                # Neither audio nor a control message for a while: end the session as
+                # close_stream would, so the client still gets its finals and is_last.
+                log.info("session %s: idle for %gs, closing", self.session_id, idle_timeout)
+                message = {"type": "websocket.receive", "text": '{"type":"close_stream"}'}
             if message["type"] == "websocket.disconnect":
                 return False
             if sender.done():  # the send side failed: the client is gone
