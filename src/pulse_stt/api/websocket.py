@@ -9,6 +9,7 @@ reordered and a partial never follows the final of its own turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, replace
@@ -72,6 +73,9 @@ class _Pending:
 
 
 _CLOSE = object()
+# What sending or receiving raises once the client is gone (Starlette raises RuntimeError
+# for a send after the close handshake).
+_CLIENT_GONE = (WebSocketDisconnect, ConnectionError, RuntimeError)
 
 
 class StreamRunner:
@@ -110,19 +114,29 @@ class StreamRunner:
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_loop())
-        closing = False
         try:
-            closing = await self._receive_loop(sender)
-            if closing:
+            if await self._receive_loop(sender):
                 await sender
                 await self.ws.close(code=1000)
-        except (WebSocketDisconnect, RuntimeError, ConnectionError):
-            pass  # the client went away; nothing more can be delivered
+        except _CLIENT_GONE:
+            pass  # nothing more can be delivered
+        except Exception:
+            log.exception("session %s failed", self.session_id)
+            await self._close_quietly(1011)
         finally:
             if not sender.done():
                 sender.cancel()
+            elif not sender.cancelled() and not isinstance(sender.exception(), _CLIENT_GONE):
+                log.error(
+                    "session %s: send loop failed", self.session_id, exc_info=sender.exception()
+                )
+                await self._close_quietly(1011)
             self.ctx.engine.cancel_session(self.session_id)
             await self._record_usage()
+
+    async def _close_quietly(self, code: int) -> None:
+        with contextlib.suppress(*_CLIENT_GONE):
+            await self.ws.close(code=code)
 
     async def _receive_loop(self, sender: asyncio.Task[None]) -> bool:
         """Returns True after close_stream (the send loop then finishes and we close)."""
