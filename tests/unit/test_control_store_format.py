@@ -315,7 +315,10 @@ def test_shape_language_candidates_reported() -> None:
 
 
 def test_no_punctuation_keeps_decimal_numbers() -> None:
-    hyp = Hypothesis("It costs 3.5 dollars.", (Word("3.5", 0, 1, 1),))
+    words = ("It", "costs", "3.5", "dollars.")
+    hyp = Hypothesis(
+        "It costs 3.5 dollars.", tuple(Word(w, i, i + 1, 1) for i, w in enumerate(words))
+    )
     out = shape_transcript(hyp, 0.0, options(punctuate=False))
     assert out.text == "It costs 3.5 dollars"
-    assert out.words[0].text == "3.5"
+    assert out.words[2].text == "3.5"

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -109,6 +110,8 @@ class StreamRunner:
         self._last_language: str | None = None
         self._partial_shown: set[int] = set()
         self._finals: list[str] = []
+        self._session_lock = asyncio.Lock()  # the session is not thread-safe
+        self._tasks: set[asyncio.Task[None]] = set()
         # Word timings are needed for utterances[] even when words[] is not sent.
         self._want_words = params.text.word_timestamps or params.text.sentence_timestamps
 
@@ -140,7 +143,6 @@ class StreamRunner:
 
     async def _receive_loop(self, sender: asyncio.Task[None]) -> bool:
         """Returns True after close_stream (the send loop then finishes and we close)."""
-        loop = asyncio.get_running_loop()
         idle_timeout = self.ctx.settings.idle_timeout_s
         while True:
             try:
@@ -157,7 +159,7 @@ class StreamRunner:
             data = message.get("bytes")
             if data is not None:
                 try:
-                    actions = await loop.run_in_executor(self.ctx.dsp_pool, self.session.feed, data)
+                    actions = await self._call(self.session.feed, data)
                 except AudioDecodeError as exc:
                     self._post(self._bad_audio(str(exc)))
                     continue
@@ -169,11 +171,26 @@ class StreamRunner:
                 self._post(error_message(str(exc), error="bad_message", session_id=self.session_id))
                 continue
             if control is Control.FINALIZE:
-                self._dispatch(await loop.run_in_executor(self.ctx.dsp_pool, self.session.finalize))
+                self._dispatch(await self._call(self.session.finalize))
             else:
-                self._dispatch(await loop.run_in_executor(self.ctx.dsp_pool, self.session.close))
+                self._dispatch(await self._call(self.session.close))
                 self._outbox.put_nowait(_CLOSE)
                 return True
+
+    async def _call(
+        self, method: Callable[..., list[SessionAction]], *args: Any
+    ) -> list[SessionAction]:
+        """Run a session method off the event loop; one at a time, in call order."""
+        async with self._session_lock:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.ctx.dsp_pool, method, *args)
+
+    async def _word_limit_final(self, utterance: int) -> None:
+        """max_words reached on a partial: end that turn now, if it is still open."""
+        if self.session.closed or self.session.current_utterance != utterance:
+            return
+        actions = await self._call(self.session.force_final, "max_words", utterance)
+        self._dispatch(actions)
 
     def _bad_audio(self, problem: str) -> dict[str, Any]:
         return error_message(
@@ -253,6 +270,10 @@ class StreamRunner:
             if hyp.is_empty:
                 return None
             self._partial_shown.add(work.utterance)
+            limit = self.params.max_words if self.params.finalize_on_words else None
+            if limit and len(hyp.text.split()) >= limit:
+                self._tasks.add(task := asyncio.create_task(self._word_limit_final(work.utterance)))
+                task.add_done_callback(self._tasks.discard)
         elif (
             hyp.is_empty
             and work.reason in ("eou", "max_length")

@@ -114,9 +114,11 @@ class StreamSession:
         """Client's turn boundary: exactly one final for whatever is buffered (maybe empty)."""
         return [self._close_turn("finalize")]
 
-    def force_final(self, reason: FinalReason) -> list[SessionAction]:
-        """Server-side cut (e.g. word count) of the open turn, if any."""
-        if self._utt_start is None:
+    def force_final(self, reason: FinalReason, utterance: int | None = None) -> list[SessionAction]:
+        """Server-side cut (e.g. word count) of the open turn, if any (and if still `utterance`)."""
+        if self._utt_start is None or self.closed:
+            return []
+        if utterance is not None and utterance != self._utterance:
             return []
         return [self._close_turn(reason)]
 

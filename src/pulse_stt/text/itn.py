@@ -1,0 +1,158 @@
+"""Inverse text normalization: spoken-form entities to written form, with NeMo's grammars.
+
+NeMo text processing (pynini/OpenFst grammars; no neural model, no download) covers
+English, German, Spanish, French, Portuguese and Russian among the `multi-eu` languages
+(plus ar, he, hi, hy, ja, ko, mr, sv, vi, zh). A language's grammar is compiled once
+(10-30 s) into the cache directory and loaded from there afterwards.
+
+NeMo's grammars are most reliable on lower-cased, unpunctuated input, so we normalize the
+bare words and map the result back onto the original tokens: words ITN left alone keep
+their exact original form (case, punctuation, times); rewritten spans take the times
+of the words they replace.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from pulse_stt.text.tokens import Token, span_tokens
+
+log = logging.getLogger(__name__)
+
+ITN_LANGUAGES = frozenset(
+    {"en", "de", "es", "fr", "pt", "ru", "ar", "he", "hi", "hy", "ja", "ko", "mr", "sv", "vi", "zh"}
+)
+_EDGE_PUNCT = re.compile(r"^[\"'“”‘’¿¡(\[{]+|[\"'“”‘’.,;:!?)\]}…]+$")
+_EN_NUMBER_WORDS = frozenset(
+    (
+        "zero oh one two three four five six seven eight nine ten eleven twelve thirteen "
+        "fourteen fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty "
+        "seventy eighty ninety hundred first second third fourth fifth sixth seventh eighth "
+        "ninth tenth twentieth thirtieth fortieth fiftieth sixtieth seventieth eightieth ninetieth"
+    ).split(" ")
+)
+
+
+class Normalizer(Protocol):
+    def __call__(self, text: str, language: str) -> str: ...
+
+
+class NemoInverseNormalizer:
+    """One compiled grammar per language, built on first use; safe to call from threads."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self._cache_dir = cache_dir
+        self._grammars: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def supports(self, language: str | None) -> bool:
+        return language in ITN_LANGUAGES
+
+    def _grammar(self, language: str) -> object:
+        with self._lock:
+            grammar = self._grammars.get(language)
+            if grammar is None:
+                from nemo_text_processing.inverse_text_normalization.inverse_normalize import (
+                    InverseNormalizer,
+                )
+
+                self._cache_dir.mkdir(parents=True, exist_ok=True)
+                log.info(
+                    "loading ITN grammar for %s (compiled once into %s)", language, self._cache_dir
+                )
+                grammar = InverseNormalizer(lang=language, cache_dir=str(self._cache_dir))
+                self._grammars[language] = grammar
+            return grammar
+
+    def warm(self, language: str) -> None:
+        self._grammar(language)
+
+    def __call__(self, text: str, language: str) -> str:
+        grammar = self._grammar(language)
+        return grammar.inverse_normalize(text, verbose=False)  # type: ignore[attr-defined]
+
+
+def _units(tokens: Sequence[Token], language: str) -> list[tuple[str, int]]:
+    """Bare lower-case words for the grammar, each with the index of its source token."""
+    units: list[tuple[str, int]] = []
+    for index, token in enumerate(tokens):
+        bare = _EDGE_PUNCT.sub("", token.text).lower()
+        pieces = bare.split("-") if language == "en" and "-" in bare else [bare]
+        if len(pieces) > 1 and not all(p in _EN_NUMBER_WORDS for p in pieces):
+            pieces = [bare]  # "ill-disposed" stays one word; "twenty-five" becomes two
+        units += [(p, index) for p in pieces if p]
+    return units
+
+
+def apply_itn(tokens: list[Token], language: str, normalize: Normalizer) -> list[Token]:
+    """Rewrite spoken-form spans of `tokens` into written form."""
+    units = _units(tokens, language)
+    if not units:
+        return tokens
+    written = normalize(" ".join(u for u, _ in units), language).split()
+    spoken = [u for u, _ in units]
+    if written == spoken:
+        return tokens
+    out: list[Token] = []
+    next_token = 0  # tokens before this index are already emitted
+    group: list[int] = []  # source token indices of the span being rewritten
+    group_out: list[str] = []
+
+    def emit_through(index: int) -> None:
+        nonlocal next_token
+        while next_token <= index:
+            out.append(tokens[next_token])
+            next_token += 1
+
+    def flush() -> None:
+        nonlocal next_token, group, group_out
+        if not group:
+            return
+        first, last = min(group), max(group)
+        emit_through(first - 1)
+        out.extend(_rewrite(tokens[first : last + 1], group_out))
+        next_token = last + 1
+        group, group_out = [], []
+
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
+        None, spoken, written, autojunk=False
+    ).get_opcodes():
+        if tag == "equal":
+            for k in range(i2 - i1):
+                token_index = units[i1 + k][1]
+                if group and token_index in group:  # a token split into units straddles
+                    group_out.append(written[j1 + k])
+                    continue
+                flush()
+                emit_through(token_index)
+        elif i1 == i2 and not group:  # pure insertion: new tokens at the previous one's end
+            emit_through(units[i1 - 1][1] if i1 > 0 else -1)
+            anchor = out[-1] if out else tokens[0]
+            out.extend(Token(w, anchor.end, anchor.end, anchor.confidence) for w in written[j1:j2])
+        else:
+            group += [units[i][1] for i in range(i1, i2)]
+            group_out += written[j1:j2]
+    flush()
+    emit_through(len(tokens) - 1)
+    return out
+
+
+def _rewrite(source: Sequence[Token], written: list[str]) -> list[Token]:
+    """The written form of a span, keeping its surrounding punctuation and capital."""
+    if not written:
+        return []
+    lead = re.match(r"^[\"'“‘¿¡(\[{]*", source[0].text).group(0)
+    trail = re.search(r"[\"'”’.,;:!?)\]}…]*$", source[-1].text).group(0)  # type: ignore[union-attr]
+    texts = list(written)
+    if source[0].text[len(lead) : len(lead) + 1].isupper() and texts[0][:1].islower():
+        texts[0] = texts[0][:1].upper() + texts[0][1:]
+    texts[0] = lead + texts[0]
+    if trail and not texts[-1].endswith(trail):
+        texts[-1] += trail
+    return span_tokens(source, texts)

@@ -1,0 +1,255 @@
+"""PII and PCI redaction of transcripts, numbered per session.
+
+Nothing here needs a model download. Detection runs on a view of the tokens in which
+spoken digits ("four one one one") read as digits, so spoken card and phone numbers are
+caught with or without ITN; it uses Google's libphonenumber (`phonenumbers`) for phone
+numbers, `python-stdnum` for the Luhn and IBAN checksums, and the US Census name lists
+shipped in the `names` package for first and last names (a lexicon with casing and
+context cues: there is no NER model).
+
+- redact_pii: [FIRSTNAME_n] [LASTNAME_n] [PHONENUMBER_n] [EMAIL_n] [ADDRESS_n]
+- redact_pci: [ACCOUNTNUMBER_n] for card numbers (Luhn), CVV, expiry, IBAN and account
+  numbers; [ADDRESS_n] for ZIP codes
+
+The same value gets the same token for the whole session.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import phonenumbers
+from stdnum import iban, luhn
+
+from pulse_stt.text.tokens import Token, span_tokens
+
+_DIGIT_WORDS = {
+    "zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}  # fmt: skip
+_STRIP = re.compile(r"^[\"'“”(\[]+|[\"'“”)\].,;:!?]+$")
+_CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
+_DIGIT_RUN = re.compile(r"(?<![\d])(?:\+?\d[ .-]?){6,14}\d(?![\d])")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
+_CVV = re.compile(
+    r"\b(?:cvv|cvc|cv2|security code|verification code)\b\D{0,20}?(\d{3,4})(?!\d)", re.I
+)
+_EXPIRY = re.compile(
+    r"\b(?:expir\w*|exp\.?|valid (?:thru|through|until))\D{0,20}?"
+    r"(\d{1,2} ?[/-] ?\d{2,4}|\d{4}|\d{1,2} \d{2})(?!\d)",
+    re.I,
+)
+_ACCOUNT = re.compile(
+    r"\b(?:account|acct|routing)(?: number| no\.?| #)?\D{0,15}?(\d(?:[\d -]{3,}\d))", re.I
+)
+_ZIP = re.compile(r"\b(?:zip|postal)(?: code)?\D{0,10}?(\d{5}(?:-\d{4})?)(?!\d)", re.I)
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_SPOKEN_EMAIL = re.compile(
+    r"\b\w+(?:(?: dot |\.)\w+)* at \w+(?:(?: dot |\.)\w+)*(?: dot |\.)"
+    r"(?:com|org|net|edu|gov|io|co|uk|de|fr|es|it)\b",
+    re.I,
+)
+_ADDRESS = re.compile(
+    r"\b\d{1,6}(?: [A-Z][a-z]+){1,3} (?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|"
+    r"Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Parkway|Pkwy|Highway|Hwy|Circle|Square|Sq)\b\.?"
+)
+_NAME_CUES = re.compile(
+    r"(?:name is|name's|this is|i am|i'm|call me|speaking with|mr\.?|mrs\.?|ms\.?|dr\.?)$", re.I
+)
+# Common words that are also given names: a capital alone does not make them names; they
+# count only after a cue ("my name is") or before a surname.
+_AMBIGUOUS_NAMES = frozenset(
+    "will may june april august mark bill rose grace hope joy faith art guy sue pat jean "
+    "gene sky summer autumn dawn eve ray sunny chance don frank jack rich rob sandy bob "
+    "honey ivy iris lily ruby amber jade crystal pearl holly heather violet olive penny "
+    "angel king young long brown white black green gray grey stone wood hill price love "
+    "major miles christian china paris london madison jordan austin dallas an in is he "
+    "grant carol drew dean wade chase hunter page carter cash clay dale glen lane miller "
+    "baker cook parker mason porter sterling buddy rocky cary van rod misty candy jewel fern "
+    "dixie gay young queen kitty pansy terra eve kay dale lee sally tracy robin hazel ebony "
+    "daisy ora ola al ed wm ina ila rene dee lou fay nell pam kim".split()
+)
+_NEVER_NAMES = frozenset(
+    "an in is he so the a i oh ok yes no hi hello thanks thank god lord".split()
+)
+
+
+@cache
+def _name_lists() -> tuple[frozenset[str], frozenset[str]]:
+    import names
+
+    folder = os.path.dirname(names.__file__)
+
+    def read(filename: str, limit: int) -> set[str]:
+        with open(os.path.join(folder, filename)) as handle:
+            return {line.split()[0].lower() for _, line in zip(range(limit), handle, strict=False)}
+
+    first = read("dist.male.first", 600) | read("dist.female.first", 1000)
+    last = read("dist.all.last", 30000)
+    return frozenset(first - _NEVER_NAMES), frozenset(last - _NEVER_NAMES - _AMBIGUOUS_NAMES)
+
+
+@dataclass(frozen=True)
+class _Hit:
+    start: int  # character span in the detection text
+    end: int
+    kind: str
+    value: str
+
+
+class SessionRedactor:
+    """Redacts finals (and, cheaply, partials) of one session with stable numbering."""
+
+    def __init__(self, *, pii: bool, pci: bool, region: str = "US") -> None:
+        self.pii = pii
+        self.pci = pci
+        self._region = region
+        self._assigned: dict[tuple[str, str], str] = {}
+        self._counts: Counter[str] = Counter()
+
+    def redact(
+        self, tokens: Sequence[Token], *, commit: bool = True
+    ) -> tuple[list[Token], list[str]]:
+        """Tokens with entities replaced; the redaction tokens used, in order.
+
+        `commit=False` (partials) numbers new entities tentatively without remembering them.
+        """
+        if not tokens or not (self.pii or self.pci):
+            return list(tokens), []
+        view, spans = _detection_view(tokens)
+        hits = sorted(
+            self._detect(view, tokens, spans), key=lambda h: (h.start, -(h.end - h.start))
+        )
+        counts = self._counts.copy()
+        out: list[Token] = []
+        used: list[str] = []
+        position = 0
+        covered_until = -1
+        for hit in hits:
+            if hit.start < covered_until:
+                continue  # inside an entity already redacted
+            first, last = _token_range(spans, hit.start, hit.end)
+            if first < position:
+                continue
+            label = self._label(hit.kind, hit.value, counts, commit)
+            out.extend(tokens[position:first])
+            out.extend(_replace(tokens[first : last + 1], label))
+            position = last + 1
+            covered_until = spans[last][1]
+            if label not in used:
+                used.append(label)
+        out.extend(tokens[position:])
+        return out, used
+
+    def _label(self, kind: str, value: str, counts: Counter[str], commit: bool) -> str:
+        key = (kind, value)
+        label = self._assigned.get(key)
+        if label is None:
+            counts[kind] += 1
+            label = f"[{kind}_{counts[kind]}]"
+            if commit:
+                self._assigned[key] = label
+                self._counts[kind] = counts[kind]
+        return label
+
+    def _detect(
+        self, view: str, tokens: Sequence[Token], spans: list[tuple[int, int]]
+    ) -> Iterator[_Hit]:
+        if self.pci:
+            for m in _CARD.finditer(view):
+                digits = re.sub(r"\D", "", m.group())
+                if 13 <= len(digits) <= 19 and luhn.is_valid(digits):
+                    yield _Hit(m.start(), m.end(), "ACCOUNTNUMBER", digits)
+            for m in _IBAN.finditer(view):
+                if iban.is_valid(m.group()):
+                    yield _Hit(m.start(), m.end(), "ACCOUNTNUMBER", iban.compact(m.group()))
+            for pattern, kind in ((_CVV, "ACCOUNTNUMBER"), (_EXPIRY, "ACCOUNTNUMBER"),
+                                  (_ACCOUNT, "ACCOUNTNUMBER"), (_ZIP, "ADDRESS")):  # fmt: skip
+                for m in pattern.finditer(view):
+                    yield _Hit(m.start(1), m.end(1), kind, re.sub(r"\W", "", m.group(1)))
+        if self.pii:
+            for pattern in (_EMAIL, _SPOKEN_EMAIL):
+                for m in pattern.finditer(view):
+                    yield _Hit(m.start(), m.end(), "EMAIL", m.group().lower())
+            for m in _ADDRESS.finditer(view):
+                yield _Hit(m.start(), m.end(), "ADDRESS", m.group().lower())
+            phones = list(phonenumbers.PhoneNumberMatcher(view, self._region))
+            for match in phones:
+                yield _Hit(
+                    match.start, match.end, "PHONENUMBER", re.sub(r"\D", "", match.raw_string)
+                )
+            for m in _DIGIT_RUN.finditer(view):
+                digits = re.sub(r"\D", "", m.group())
+                if 7 <= len(digits) <= 15 and not (
+                    self.pci and luhn.is_valid(digits) and len(digits) >= 13
+                ):
+                    yield _Hit(m.start(), m.end(), "PHONENUMBER", digits)
+            yield from _names(tokens, spans)
+
+
+def _detection_view(tokens: Sequence[Token]) -> tuple[str, list[tuple[int, int]]]:
+    """Text to search, spoken digits as digits; each token's character span in it."""
+    parts: list[str] = []
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for token in tokens:
+        bare = _STRIP.sub("", token.text).lower()
+        text = _DIGIT_WORDS.get(bare, token.text)
+        if parts:
+            parts.append(" ")
+            position += 1
+        spans.append((position, position + len(text)))
+        parts.append(text)
+        position += len(text)
+    return "".join(parts), spans
+
+
+def _token_range(spans: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
+    indices = [i for i, (s, e) in enumerate(spans) if s < end and e > start]
+    return indices[0], indices[-1]
+
+
+def _replace(source: Sequence[Token], label: str) -> list[Token]:
+    """One redaction token for the span, keeping the sentence punctuation after it."""
+    trail = re.search(r"[.,;:!?]+$", source[-1].text)
+    return span_tokens(source, [label + (trail.group() if trail else "")])
+
+
+def _names(tokens: Sequence[Token], spans: list[tuple[int, int]]) -> Iterator[_Hit]:
+    first_names, last_names = _name_lists()
+    previous_was_first = False
+    for i, token in enumerate(tokens):
+        bare = _STRIP.sub("", token.text)
+        lower = bare.lower()
+        capitalized = bare[:1].isupper() and bare[1:].islower() and bare.isalpha()
+        before = " ".join(t.text for t in tokens[max(0, i - 3) : i])
+        cued = bool(_NAME_CUES.search(before))
+        sentence_start = i == 0 or tokens[i - 1].text.endswith((".", "?", "!"))
+        if previous_was_first and capitalized and (lower in last_names or not sentence_start):
+            yield _Hit(spans[i][0], spans[i][1], "LASTNAME", lower)
+            previous_was_first = False
+            continue
+        previous_was_first = False
+        if not capitalized:
+            continue
+        title = tokens[i - 1].text.lower().rstrip(".") if i else ""
+        if title in ("mr", "mrs", "ms", "dr", "miss") and lower in last_names | first_names:
+            yield _Hit(spans[i][0], spans[i][1], "LASTNAME", lower)
+            continue
+        if lower not in first_names:
+            continue
+        if lower not in _AMBIGUOUS_NAMES or cued or _next_is_surname(tokens, i, last_names):
+            yield _Hit(spans[i][0], spans[i][1], "FIRSTNAME", lower)
+            previous_was_first = True
+
+
+def _next_is_surname(tokens: Sequence[Token], i: int, last_names: frozenset[str]) -> bool:
+    if i + 1 >= len(tokens):
+        return False
+    nxt = _STRIP.sub("", tokens[i + 1].text)
+    return nxt[:1].isupper() and nxt.lower() in last_names
