@@ -210,3 +210,10 @@ def encode_file(
         for packet in stream.encode(None):
             container.mux(packet)
     return buffer.getvalue()
+
+
+def espeak(text: str, tmp: Path, voice: str = "en-us", speed: int = 150) -> np.ndarray:
+    """A phrase spoken by espeak-ng, as 16 kHz float32."""
+    path = tmp / f"espeak-{abs(hash((text, voice, speed)))}.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+    return decode_audio(str(path), sampling_rate=RATE)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pulse_stt.config import Settings
 from pulse_stt.engine.engine import Engine
 from pulse_stt.store.db import Store
+from pulse_stt.text.itn import NemoInverseNormalizer
 
 
 @dataclass
@@ -15,6 +17,7 @@ class ServerContext:
     settings: Settings
     engine: Engine
     store: Store
+    itn: NemoInverseNormalizer
     pro_engine: Engine | None = None  # None: pulse-pro runs on `engine` with pro options
     # Decoding, resampling and VAD of incoming frames: light but not free, so off the loop.
     dsp_pool: ThreadPoolExecutor = field(
@@ -28,7 +31,10 @@ class ServerContext:
         pro_engine = None
         if settings.pro_model and settings.pro_model != settings.model:
             pro_engine = Engine(settings, settings.pro_model)
-        return cls(settings=settings, engine=engine, store=store, pro_engine=pro_engine)
+        itn = NemoInverseNormalizer(settings.cache_dir / "itn")
+        # Compile (first start) or load the English grammar now, not on the first final.
+        threading.Thread(target=itn.warm, args=("en",), name="itn-warm", daemon=True).start()
+        return cls(settings, engine, store, itn, pro_engine)
 
     def engine_for(self, pro: bool) -> Engine:
         return self.pro_engine if pro and self.pro_engine else self.engine

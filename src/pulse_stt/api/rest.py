@@ -21,7 +21,8 @@ from pulse_stt.audio.container import iter_file_audio
 from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.engine.scheduler import SchedulerClosedError
 from pulse_stt.stream.file import FileTranscription, transcribe_audio_chunks
-from pulse_stt.text.format import shape_transcript
+from pulse_stt.text.itn import NemoInverseNormalizer
+from pulse_stt.text.pipeline import TranscriptShaper
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ async def file_endpoint(request: Request) -> JSONResponse:
         )
     except Exception:
         log.exception("request %s: could not record usage", request_id)
-    return JSONResponse(_response(result, params, len(data)))
+    body = await asyncio.to_thread(_response, result, params, len(data), ctx.itn)
+    return JSONResponse(body)
 
 
 async def _fetch_from_json(ctx: ServerContext, body: bytes) -> bytes:
@@ -123,8 +125,11 @@ async def _fetch_from_json(ctx: ServerContext, body: bytes) -> bytes:
     )
 
 
-def _response(result: FileTranscription, params: FileParams, file_size: int) -> dict[str, object]:
-    transcripts = [shape_transcript(t.hypothesis, t.offset, params.text) for t in result.turns]
+def _response(
+    result: FileTranscription, params: FileParams, file_size: int, itn: NemoInverseNormalizer
+) -> dict[str, object]:
+    shaper = TranscriptShaper(params.text, itn=itn)
+    transcripts = [shaper.shape(t.hypothesis, t.offset, final=True) for t in result.turns]
     spoken = Counter[str]()
     for turn, transcript in zip(result.turns, transcripts, strict=True):
         if transcript.language:

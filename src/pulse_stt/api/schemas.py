@@ -41,6 +41,8 @@ def transcription_message(
         message["utterances"] = [
             {"text": u.text, "start": u.start, "end": u.end} for u in transcript.utterances
         ]
+    if options.redact_pii or options.redact_pci:
+        message["redacted_entities"] = list(transcript.redacted_entities)
     if full_transcript is not None:
         message["full_transcript"] = full_transcript
     return message
@@ -74,6 +76,10 @@ def file_response(
         "language": language,
         "metadata": {"duration": round(duration, 3), "fileSize": file_size},
     }
+    if options.redact_pii or options.redact_pci:
+        body["redacted_entities"] = list(
+            dict.fromkeys(e for t in transcripts for e in t.redacted_entities)
+        )
     if options.word_timestamps:
         body["words"] = [
             {"word": w.text, "start": w.start, "end": w.end, "confidence": w.confidence}

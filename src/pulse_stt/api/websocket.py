@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -37,7 +38,8 @@ from pulse_stt.stream.session import (
     UtteranceAudio,
     VadNotice,
 )
-from pulse_stt.text.format import shape_transcript
+from pulse_stt.text.keywords import hotwords_prompt
+from pulse_stt.text.pipeline import TranscriptShaper
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,8 @@ class StreamRunner:
         self._partial_shown: set[int] = set()
         self._finals: list[str] = []
         self._session_lock = asyncio.Lock()  # the session is not thread-safe
+        self._shaper = TranscriptShaper(params.text, itn=ctx.itn, keywords=params.keywords)
+        self._hotwords = hotwords_prompt(params.keywords)
         self._tasks: set[asyncio.Task[None]] = set()
         # Word timings are needed for utterances[] even when words[] is not sent.
         self._want_words = params.text.word_timestamps or params.text.sentence_timestamps
@@ -225,6 +229,7 @@ class StreamRunner:
             or (None if work.is_final else self._languages.get(work.utterance)),
             candidates=language.candidates,
             word_timestamps=self._want_words,
+            hotwords=self._hotwords,
         )
         try:
             return asyncio.wrap_future(self.ctx.engine.submit(job))
@@ -280,7 +285,12 @@ class StreamRunner:
             and work.utterance not in self._partial_shown
         ):
             return None  # non-speech the VAD let through: nothing was shown, nothing to retract
-        transcript = shape_transcript(hyp, work.offset, self.params.text)
+        if work.is_final and self._shaper.heavy:  # ITN and redaction stay off the event loop
+            transcript = await asyncio.get_running_loop().run_in_executor(
+                self.ctx.dsp_pool, partial(self._shaper.shape, hyp, work.offset, final=True)
+            )
+        else:
+            transcript = self._shaper.shape(hyp, work.offset, final=work.is_final)
         full = None
         if work.is_final and transcript.text:
             self._finals.append(transcript.text)

@@ -33,7 +33,10 @@ _DIGIT_WORDS = {
     "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
 }  # fmt: skip
 _STRIP = re.compile(r"^[\"'“”(\[]+|[\"'“”)\].,;:!?]+$")
-_CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
+_CARD = re.compile(r"(?<![\d])(?:\d[ -]?){11,19}\d(?![\d])")
+_CARD_CONTEXT = re.compile(
+    r"\b(?:card|credit|debit|visa|master ?card|amex|american express|discover)\b", re.I
+)
 _DIGIT_RUN = re.compile(r"(?<![\d])(?:\+?\d[ .-]?){6,14}\d(?![\d])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _CVV = re.compile(
@@ -163,7 +166,9 @@ class SessionRedactor:
         if self.pci:
             for m in _CARD.finditer(view):
                 digits = re.sub(r"\D", "", m.group())
-                if 13 <= len(digits) <= 19 and luhn.is_valid(digits):
+                # Luhn-valid anywhere; after "card"/"visa"/... even when a digit was misheard.
+                said_card = _CARD_CONTEXT.search(view[max(0, m.start() - 40) : m.start()])
+                if 13 <= len(digits) <= 19 and (luhn.is_valid(digits) or said_card):
                     yield _Hit(m.start(), m.end(), "ACCOUNTNUMBER", digits)
             for m in _IBAN.finditer(view):
                 if iban.is_valid(m.group()):

@@ -19,7 +19,7 @@ class Token:
     start: float  # seconds since the connection's (or file's) first audio byte
     end: float
     confidence: float
-    glued: bool = False  # written without a space before it ("ill" + "-disposed")
+    glued: bool = False  # written without a space before it (ITN or redaction output)
 
 
 def tokens_from_hypothesis(hyp: Hypothesis, offset: float) -> list[Token]:
@@ -36,6 +36,16 @@ def tokens_from_hypothesis(hyp: Hypothesis, offset: float) -> list[Token]:
         glued = bool(tokens) and found == cursor and found > 0 and not hyp.text[found - 1].isspace()
         if found >= 0:
             cursor = found + len(text)
+        if glued:  # Whisper splits "3.5%" into "3", ".5", "%": one written word, one token
+            last = tokens[-1]
+            tokens[-1] = Token(
+                last.text + text,
+                last.start,
+                round(offset + word.end, 3),
+                min(last.confidence, word.probability),
+                last.glued,
+            )
+            continue
         tokens.append(
             Token(
                 text,
