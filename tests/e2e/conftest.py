@@ -90,6 +90,10 @@ def running_server(data_dir: Path, **settings: str) -> Iterator[Server]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("server-data")) as running:
         yield running
+    # Whatever the tests threw at it, the server must never have failed inside.
+    log = running.log.read_text()
+    problems = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
+    assert not problems, "server logged errors:\n" + log[-5000:]
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.e2e.audio import Clip, encode_file, espeak, join, pcm16, silence, wer
-from tests.e2e.client import LEGACY, Pace, chunks, play
+from tests.e2e.client import LEGACY, chunks, play
 from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.e2e
@@ -163,13 +163,15 @@ def test_keywords_raise_recall_without_inserting(
 
 
 def test_max_words_and_finalize_on_words(server: Server, clips: list[Clip]) -> None:
-    clip = clips[0]  # 22 words, no long pause
-    steps = [*chunks(pcm16(join(clip.audio, silence(1.0))), 3200), CLOSE]
-    q = LIVE_Q + "&language=en&eou_timeout_ms=2000"
-    limited = play(server, q + "&max_words=6", steps, pace=Pace(32000, 2.0))
-    unlimited = play(
-        server, q + "&max_words=6&finalize_on_words=false", steps, pace=Pace(32000, 2.0)
-    )
+    clip = clips[0]  # 22 words without a long pause
+    pcm = pcm16(join(clip.audio, silence(1.0)))
+    head = int(4.0 * 16000) * 2
+    # 4 s of speech, then a pause in sending long enough for a partial of >= 6 words to
+    # come back (the word limit acts on partials), then the rest of the turn.
+    steps = [pcm[:head], 6.0, *chunks(pcm[head:], 3200), CLOSE]
+    q = LIVE_Q + "&language=en&eou_timeout_ms=5000"
+    limited = play(server, q + "&max_words=6", steps)
+    unlimited = play(server, q + "&max_words=6&finalize_on_words=false", steps)
     assert len(_spoken(limited)) >= 2, [m["transcript"] for m in limited.finals]
     assert len(_spoken(unlimited)) == 1
     for got in (limited, unlimited):

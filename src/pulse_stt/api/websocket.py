@@ -81,6 +81,14 @@ _CLOSE = object()
 _CLIENT_GONE = (WebSocketDisconnect, ConnectionError, RuntimeError)
 
 
+def _unexpected_failure(task: asyncio.Task[None]) -> BaseException | None:
+    """The exception a finished task died of, unless it is just the client going away."""
+    if task.cancelled():
+        return None
+    failure = task.exception()
+    return None if failure is None or isinstance(failure, _CLIENT_GONE) else failure
+
+
 class StreamRunner:
     def __init__(
         self,
@@ -133,10 +141,8 @@ class StreamRunner:
         finally:
             if not sender.done():
                 sender.cancel()
-            elif not sender.cancelled() and not isinstance(sender.exception(), _CLIENT_GONE):
-                log.error(
-                    "session %s: send loop failed", self.session_id, exc_info=sender.exception()
-                )
+            elif (failure := _unexpected_failure(sender)) is not None:
+                log.error("session %s: send loop failed", self.session_id, exc_info=failure)
                 await self._close_quietly(1011)
             self.ctx.engine.cancel_session(self.session_id)
             await self._record_usage()
