@@ -150,11 +150,6 @@ def test_deleted_word_disappears() -> None:
     assert (out[0].start, out[0].end) == (0.0, 2.5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="itn.apply_itn: an insertion before the first word is timed at tokens[0].end, "
-    "after the start of the word it precedes (itn.py line 136)",
-)
 def test_insertion_at_the_start_keeps_times_in_order() -> None:
     fake = FakeNormalizer({"hello world": "well hello world"})
     out = apply_itn(toks("hello world"), "en", fake)
@@ -162,12 +157,6 @@ def test_insertion_at_the_start_keeps_times_in_order() -> None:
     assert [t.start for t in out] == sorted(t.start for t in out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="itn.apply_itn: when the first piece of a split hyphenated token is unchanged and "
-    "a later piece is rewritten, the whole token is emitted and then its rewrite again "
-    "(itn.py lines 126-133 and 117-119)",
-)
 def test_partly_rewritten_hyphenated_token_is_not_duplicated() -> None:
     fake = FakeNormalizer({"it is one third full": "it is one 3rd full"})
     out = apply_itn(toks("It is one-third full."), "en", fake)
@@ -235,11 +224,6 @@ def test_nemo_keeps_untouched_words_exactly(nemo: NemoInverseNormalizer) -> None
     assert (dollars.start, dollars.end) == (2.0, 4.5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="itn.apply_itn duplicates a hyphenated token NeMo rewrites in part: "
-    "'It is one-third full.' -> 'It is one-third 3rd full.'",
-)
 def test_nemo_partly_rewritten_hyphenated_token(nemo: NemoInverseNormalizer) -> None:
     text = render(apply_itn(toks("It is one-third full."), "en", nemo))
     assert not ("one-third" in text and "3rd" in text), text

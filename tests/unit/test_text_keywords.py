@@ -165,12 +165,6 @@ def test_empty_keyword_phrase_does_nothing() -> None:
     assert apply_keywords(tokens, [Keyword("!!", 20)]) == tokens
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keywords._snap takes the first window that passes, scanning left to right: "
-    "a short word before an exact match ('a'+'grpc' is 89 % like 'grpc') is swallowed "
-    "(keywords.py lines 69-89)",
-)
 @pytest.mark.parametrize(
     ("text", "keyword", "expected"),
     [

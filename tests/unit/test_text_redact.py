@@ -169,12 +169,6 @@ def test_pci_only_does_not_redact_names_phones_or_emails() -> None:
     assert redact(text, pii=False, pci=True) == (text, [])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redact._DIGIT_RUN's (?![\\d]) only looks at the next character, so a phone "
-    "match stops at a space inside a longer digit run and the rest of the number is left "
-    "in clear (redact.py line 40)",
-)
 @pytest.mark.parametrize(
     ("text", "pii", "pci", "allowed"),
     [

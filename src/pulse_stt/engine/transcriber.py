@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 from faster_whisper import WhisperModel
-from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions
 
@@ -84,14 +83,24 @@ class WhisperTranscriber:
         if audio.size < _MIN_DECODE_SAMPLES:
             return Hypothesis("", language=job.language)
         model = self.model
-        features = model.feature_extractor(audio)
-        num_frames = min(features.shape[-1], model.feature_extractor.nb_max_frames)
-        encoder_output = model.encode(pad_or_trim(features))
+        extractor = model.feature_extractor
+        num_frames = min(audio.size // extractor.hop_length, extractor.nb_max_frames)
+        # Pad with silence in the audio domain, as Whisper was trained (a full 30 s window
+        # for finals, like offline faster-whisper; 1 s for partials, whose encoder input is
+        # only as long as their audio: its cost grows with length, ~6x less for 3 s).
+        padding = WINDOW_SAMPLES if job.is_final else SAMPLE_RATE
+        features = extractor(audio, padding=padding)[:, : extractor.nb_max_frames]
+        encoder_output = model.encode(np.ascontiguousarray(features))
         language, candidates = self._choose_language(job, encoder_output)
         tokenizer = Tokenizer(
             model.hf_tokenizer, self.multilingual, task="transcribe", language=language
         )
         options = _options_for(job)
+        if not job.is_final:
+            # Short inputs can loop: cap the tokens by the audio's length (speech runs at
+            # about 3-4 tokens a second; 8 leaves room for fast talkers and punctuation).
+            cap = 8 + int(8 * audio.size / SAMPLE_RATE)
+            options = replace(options, max_new_tokens=min(cap, model.max_length // 2))
         previous = tokenizer.encode(" " + job.prompt.strip()) if job.prompt else []
         prompt = model.get_prompt(
             tokenizer, previous_tokens=previous, without_timestamps=True, hotwords=job.hotwords

@@ -120,21 +120,27 @@ def apply_itn(tokens: list[Token], language: str, normalize: Normalizer) -> list
         next_token = last + 1
         group, group_out = [], []
 
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
-        None, spoken, written, autojunk=False
-    ).get_opcodes():
+    opcodes = difflib.SequenceMatcher(None, spoken, written, autojunk=False).get_opcodes()
+    # A token is rewritten as a whole when any of its units changed ("one-third": "one"
+    # may survive while "third" becomes "3rd"; the token must not appear twice).
+    changed = {
+        units[i][1] for tag, i1, i2, _, _ in opcodes if tag != "equal" for i in range(i1, i2)
+    }
+    for tag, i1, i2, j1, j2 in opcodes:
         if tag == "equal":
             for k in range(i2 - i1):
                 token_index = units[i1 + k][1]
-                if group and token_index in group:  # a token split into units straddles
+                if token_index in changed:
+                    group.append(token_index)
                     group_out.append(written[j1 + k])
                     continue
                 flush()
                 emit_through(token_index)
-        elif i1 == i2 and not group:  # pure insertion: new tokens at the previous one's end
+        elif i1 == i2 and not group:  # pure insertion, between the tokens around it
             emit_through(units[i1 - 1][1] if i1 > 0 else -1)
-            anchor = out[-1] if out else tokens[0]
-            out.extend(Token(w, anchor.end, anchor.end, anchor.confidence) for w in written[j1:j2])
+            at = out[-1].end if out else tokens[0].start
+            confidence = (out[-1] if out else tokens[0]).confidence
+            out.extend(Token(w, at, at, confidence) for w in written[j1:j2])
         else:
             group += [units[i][1] for i in range(i1, i2)]
             group_out += written[j1:j2]

@@ -64,27 +64,37 @@ def _snap(tokens: list[Token], keyword: Keyword) -> list[Token]:
         return tokens
     size = len(keyword.phrase.split())
     threshold = required_similarity(keyword.intensifier)
-    out: list[Token] = []
-    i = 0
-    while i < len(tokens):
-        best: tuple[float, int] | None = None
+    candidates: list[tuple[float, int, int]] = []  # (score, -width, start)
+    for start in range(len(tokens)):
         for width in range(max(1, size - 1), size + 2):
-            window = tokens[i : i + width]
+            window = tokens[start : start + width]
             if len(window) < width:
                 break
             candidate = "".join(_bare(t.text) for t in window)
             if not candidate or abs(len(candidate) - len(target)) > max(2, 0.4 * len(target)):
                 continue
             score = 100.0 if candidate == target else fuzz.ratio(candidate, target)
-            exact_enough = score >= threshold and (len(target) >= 4 or score == 100.0)
-            if exact_enough and (best is None or score > best[0]):
-                best = (score, width)
-        if best is None:
+            if score >= threshold and (len(target) >= 4 or score == 100.0):
+                candidates.append((score, -width, start))
+    # Best matches first, narrower before wider on a tie: "a grpc" must not beat "grpc".
+    taken = [False] * len(tokens)
+    chosen: dict[int, int] = {}
+    for _, negative_width, start in sorted(candidates, reverse=True):
+        width = -negative_width
+        if any(taken[start : start + width]):
+            continue
+        taken[start : start + width] = [True] * width
+        chosen[start] = width
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        width = chosen.get(i)
+        if width is None:
             out.append(tokens[i])
             i += 1
             continue
-        window = tokens[i : i + best[1]]
+        window = tokens[i : i + width]
         trail = _TRAIL.search(window[-1].text)
         out.extend(span_tokens(window, [keyword.phrase + (trail.group() if trail else "")]))
-        i += best[1]
+        i += width
     return out

@@ -37,7 +37,8 @@ _CARD = re.compile(r"(?<![\d])(?:\d[ -]?){11,19}\d(?![\d])")
 _CARD_CONTEXT = re.compile(
     r"\b(?:card|credit|debit|visa|master ?card|amex|american express|discover)\b", re.I
 )
-_DIGIT_RUN = re.compile(r"(?<![\d])(?:\+?\d[ .-]?){6,14}\d(?![\d])")
+# Whole runs only: a phone number is never cut out of a longer digit sequence.
+_DIGIT_RUN = re.compile(r"(?<!\d)(?<!\d[ .-])(?:\+?\d[ .-]?){6,14}\d(?![ .-]?\d)")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _CVV = re.compile(
     r"\b(?:cvv|cvc|cv2|security code|verification code)\b\D{0,20}?(\d{3,4})(?!\d)", re.I
