@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
+_FINAL_PADDING = WINDOW_SAMPLES
+_PARTIAL_PADDING = SAMPLE_RATE
 _MIN_DECODE_SAMPLES = SAMPLE_RATE // 10  # under 100 ms there is no word to find
 # Whisper's own hallucination guards.
 _NO_SPEECH_THRESHOLD = 0.6
@@ -88,7 +90,7 @@ class WhisperTranscriber:
         # Pad with silence in the audio domain, as Whisper was trained (a full 30 s window
         # for finals, like offline faster-whisper; 1 s for partials, whose encoder input is
         # only as long as their audio: its cost grows with length, ~6x less for 3 s).
-        padding = WINDOW_SAMPLES if job.is_final else SAMPLE_RATE
+        padding = _FINAL_PADDING if job.is_final else _PARTIAL_PADDING
         features = extractor(audio, padding=padding)[:, : extractor.nb_max_frames]
         encoder_output = model.encode(np.ascontiguousarray(features))
         language, candidates = self._choose_language(job, encoder_output)
