@@ -37,6 +37,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+class _DenialResponseNoise(logging.Filter):
+    """uvicorn's sans-I/O WebSocket protocol logs an ERROR after every denial response (our
+    HTTP 400/401 before the upgrade), although the response was sent; drop that line.
+    Every path of our WebSocket endpoint either accepts or denies, so it is never real."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def _serve(settings: Settings) -> int:
     import uvicorn
 
@@ -59,7 +68,8 @@ def _serve(settings: Settings) -> int:
         log_level=settings.log_level.lower(),
         lifespan="off",
     )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(config)  # (configures uvicorn's loggers)
+    logging.getLogger("uvicorn.error").addFilter(_DenialResponseNoise())
 
     original_startup = server.startup
 
