@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -10,6 +11,15 @@ from pulse_stt.config import Settings
 from pulse_stt.engine.engine import Engine
 from pulse_stt.store.db import Store
 from pulse_stt.text.itn import NemoInverseNormalizer
+
+log = logging.getLogger(__name__)
+
+
+def _warm(itn: NemoInverseNormalizer, language: str) -> None:
+    try:
+        itn.warm(language)
+    except Exception as exc:  # finals then go out without ITN; the server keeps serving
+        log.warning("could not prepare the ITN grammar for %s: %s", language, exc)
 
 
 @dataclass
@@ -33,7 +43,7 @@ class ServerContext:
             pro_engine = Engine(settings, settings.pro_model)
         itn = NemoInverseNormalizer(settings.cache_dir / "itn")
         # Compile (first start) or load the English grammar now, not on the first final.
-        threading.Thread(target=itn.warm, args=("en",), name="itn-warm", daemon=True).start()
+        threading.Thread(target=_warm, args=(itn, "en"), name="itn-warm", daemon=True).start()
         return cls(settings, engine, store, itn, pro_engine)
 
     def engine_for(self, pro: bool) -> Engine:

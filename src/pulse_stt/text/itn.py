@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import re
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,17 +60,28 @@ class NemoInverseNormalizer:
         with self._lock:
             grammar = self._grammars.get(language)
             if grammar is None:
-                from nemo_text_processing.inverse_text_normalization.inverse_normalize import (
-                    InverseNormalizer,
-                )
-
-                self._cache_dir.mkdir(parents=True, exist_ok=True)
-                log.info(
-                    "loading ITN grammar for %s (compiled once into %s)", language, self._cache_dir
-                )
-                grammar = InverseNormalizer(lang=language, cache_dir=str(self._cache_dir))
+                grammar = self._load_or_compile(language)
                 self._grammars[language] = grammar
             return grammar
+
+    def _load_or_compile(self, language: str) -> object:
+        from nemo_text_processing.inverse_text_normalization.inverse_normalize import (
+            InverseNormalizer,
+        )
+
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        far = f"{language}_itn_lower_cased.far"
+        if (self._cache_dir / far).is_file():
+            return InverseNormalizer(lang=language, cache_dir=str(self._cache_dir))
+        # Compile in a private directory, then move the result in atomically: another
+        # server process starting at the same time must never read a half-written file.
+        log.info("compiling the ITN grammar for %s once into %s", language, self._cache_dir)
+        with tempfile.TemporaryDirectory(dir=self._cache_dir) as private:
+            grammar = InverseNormalizer(lang=language, cache_dir=private)
+            built = Path(private) / far
+            if built.is_file():
+                os.replace(built, self._cache_dir / far)
+        return grammar
 
     def warm(self, language: str) -> None:
         self._grammar(language)

@@ -9,6 +9,7 @@ or request: it owns the session's redaction numbering.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from pulse_stt.api.params import Keyword, TextOptions
@@ -18,6 +19,8 @@ from pulse_stt.text.itn import NemoInverseNormalizer, apply_itn
 from pulse_stt.text.keywords import apply_keywords
 from pulse_stt.text.redact import SessionRedactor
 from pulse_stt.text.tokens import tokens_from_hypothesis
+
+log = logging.getLogger(__name__)
 
 
 class TranscriptShaper:
@@ -47,7 +50,10 @@ class TranscriptShaper:
     def shape(self, hyp: Hypothesis, offset: float, *, final: bool) -> Transcript:
         tokens = tokens_from_hypothesis(hyp, offset)
         if final and self._itn is not None and self._itn.supports(hyp.language) and tokens:
-            tokens = apply_itn(tokens, hyp.language or "en", self._itn)
+            try:
+                tokens = apply_itn(tokens, hyp.language or "en", self._itn)
+            except Exception as exc:  # a grammar problem must not cost the client its final
+                log.warning("ITN failed for %s, final left in spoken form: %s", hyp.language, exc)
         if self._keywords:
             tokens = apply_keywords(tokens, self._keywords)
         redacted: list[str] = []
