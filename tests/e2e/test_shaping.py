@@ -199,13 +199,26 @@ PHRASES = {
     "fr": ("fr", "Bonjour, je voudrais réserver une table pour deux personnes ce soir."),
     "es": ("es", "Buenos días, quisiera reservar una mesa para dos personas esta noche."),
     "en": ("en-us", "Good morning, I would like to book a table for two people tonight."),
+    "it": ("it", "Buongiorno, vorrei prenotare un tavolo per due persone stasera."),
+}
+EXPECTED_WORD = {
+    "de": "tisch",
+    "en": "table",
+    "fr": "table",
+    "es": "mesa",
+    "it": "tavolo",
+    "nl": "tafel",
+    "ru": "доброе",
 }
 
 
 @pytest.mark.parametrize(
     ("mode", "order"),
     [
-        ("multi-eu", ["de", "en", "fr", "es"]),
+        # Whisper base does not understand espeak-ng's Portuguese, Dutch or Russian well
+        # enough (pt is heard as German, ru as French, nl decodes empty), so they have no
+        # synthetic test here; see README.
+        ("multi-eu", ["de", "en", "fr", "es", "it"]),
         # Among all 99 languages Whisper base takes espeak's French for Thai; see README.
         ("multi", ["de", "en", "es"]),
     ],
@@ -223,8 +236,7 @@ def test_language_switches_between_turns(
     ]
     for message, lang in zip(finals, order, strict=True):
         assert message["languages"][0] == lang
-        expected = {"de": "tisch", "en": "table", "fr": "table", "es": "mesa"}[lang]
-        assert expected in message["transcript"].lower(), message["transcript"]
+        assert EXPECTED_WORD[lang] in message["transcript"].lower(), message["transcript"]
 
 
 def test_explicit_language(server: Server, tmp_path: Path) -> None:
