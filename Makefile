@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
-TEST_DEBS := pocketsphinx-testdata espeak-ng sox opus-tools
+TEST_DEBS := pocketsphinx-testdata espeak-ng sox opus-tools postgresql
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: serve install dev test test-deps lint format bench clean
