@@ -46,6 +46,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def keys_list(server: Server) -> tuple[str, float]:
+    """`pulse-stt keys list` against the server's database: the output and the audio
+    seconds recorded for the server's PULSE_STT_API_KEY."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pulse_stt", "keys", "list"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    row = next(line for line in out.splitlines() if "PULSE_STT_API_KEY" in line)
+    return out, float(row.split()[-3])
+
+
 @contextmanager
 def running_server(data_dir: Path, **settings: str) -> Iterator[Server]:
     """Start `pulse-stt serve` as a user would, with PULSE_STT_* settings; stop it after."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 
 import httpx
 import pytest
@@ -13,7 +11,7 @@ import websockets
 
 from tests.e2e.audio import Clip, pcm16
 from tests.e2e.client import LEGACY, LIVE, chunks, play
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, keys_list
 
 pytestmark = pytest.mark.e2e
 
@@ -113,15 +111,7 @@ def test_abrupt_disconnect_mid_utterance_leaves_server_serving(
 def test_usage_is_recorded_per_key(server: Server, clips: list[Clip]) -> None:
     clip = clips[4]
     play(server, "model=pulse&language=en", [pcm16(clip.audio), {"type": "close_stream"}])
-    out = subprocess.run(
-        [sys.executable, "-m", "pulse_stt", "keys", "list"],
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(row for row in out.splitlines() if "PULSE_STT_API_KEY" in row)
-    audio_seconds = float(line.split()[-3])
+    out, audio_seconds = keys_list(server)
     assert audio_seconds >= clip.audio.size / 16000
     assert server.key not in out  # only a hint of the key is ever shown
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from tests.e2e.audio import Clip, pcm16
 from tests.e2e.client import chunks, play
-from tests.e2e.conftest import _free_port, running_server
+from tests.e2e.conftest import _free_port, keys_list, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -62,13 +61,6 @@ def test_keys_and_usage_in_postgres(postgres_url: str, tmp_path: Path, clips: li
             [*chunks(pcm16(clip.audio)), {"type": "close_stream"}],
         )
         assert got.close_code == 1000 and "amiable" in got.final_text.lower()
-        listing = subprocess.run(
-            [sys.executable, "-m", "pulse_stt", "keys", "list"],
-            env=server.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    row = next(line for line in listing.splitlines() if "PULSE_STT_API_KEY" in line)
-    assert float(row.split()[-3]) >= clip.audio.size / 16000
+        listing, audio_seconds = keys_list(server)
+    assert audio_seconds >= clip.audio.size / 16000
     assert server.key not in listing
