@@ -6,14 +6,17 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 TEST_DEBS := pocketsphinx-testdata espeak-ng sox opus-tools postgresql
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: serve install dev test test-deps lint format bench clean
+.PHONY: serve install dev test test-deps test-fixtures lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
+# Resemblyzer's wheel ships the speaker-encoder weights; its dependencies (torch) are not
+# needed, so it is installed on its own with --no-deps.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
+	$(PIP) install --no-deps resemblyzer==0.1.4
 	@touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed
@@ -38,8 +41,20 @@ test-deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+## test-fixtures: real multi-speaker recordings with speaker turns (AMI excerpts and a
+## two-person sample with RTTM annotations) from the pyannote.audio source package on PyPI
+FIXTURES ?= $(HOME)/.cache/pulse-stt/fixtures
+PYANNOTE_SDIST := pyannote_audio-4.0.7
+test-fixtures: $(FIXTURES)/$(PYANNOTE_SDIST)/.extracted
+$(FIXTURES)/$(PYANNOTE_SDIST)/.extracted: | $(BIN)/python
+	@mkdir -p $(FIXTURES)
+	$(PIP) download --no-deps --no-binary :all: pyannote.audio==4.0.7 -d $(FIXTURES)
+	tar -xzf $(FIXTURES)/$(PYANNOTE_SDIST).tar.gz -C $(FIXTURES) --wildcards \
+		'$(PYANNOTE_SDIST)/tests/data/*' '$(PYANNOTE_SDIST)/src/pyannote/audio/sample/*'
+	@touch $@
+
 ## test: lint, then the whole suite (unit + end-to-end with the real model)
-test: dev test-deps install
+test: dev test-deps test-fixtures install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
 

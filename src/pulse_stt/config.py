@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         description="A stream that sends neither audio nor a control message for this long is "
         "ended as if it sent close_stream (finals, then is_last, then close 1000).",
     )
+    speaker_weights: Path | None = Field(
+        None,
+        description="Speaker-encoder weights for diarize=true (Resemblyzer's pretrained.pt); "
+        "default: the file inside the installed `resemblyzer` package "
+        "(pip install --no-deps resemblyzer==0.1.4).",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
 
     def resolved_database_url(self) -> str:

@@ -7,8 +7,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from pulse_stt.api.params import ParamError
 from pulse_stt.config import Settings
 from pulse_stt.engine.engine import Engine
+from pulse_stt.speakers.encoder import VoiceEncoder
+from pulse_stt.speakers.weights import SpeakerWeightsError
 from pulse_stt.store.db import Store
 from pulse_stt.text.itn import NemoInverseNormalizer
 
@@ -29,9 +32,15 @@ class ServerContext:
     store: Store
     itn: NemoInverseNormalizer
     pro_engine: Engine | None = None  # None: pulse-pro runs on `engine` with pro options
+    speaker_encoder: VoiceEncoder | None = None  # None: diarize=true is refused (see below)
+    speaker_problem: str = ""  # why there is no speaker encoder
     # Decoding, resampling and VAD of incoming frames: light but not free, so off the loop.
     dsp_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsp")
+    )
+    # Speaker embeddings: kept apart from the DSP pool so frames are never queued behind them.
+    speaker_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="speakers")
     )
 
     @classmethod
@@ -44,7 +53,22 @@ class ServerContext:
         itn = NemoInverseNormalizer(settings.cache_dir / "itn")
         # Compile (first start) or load the English grammar now, not on the first final.
         threading.Thread(target=_warm, args=(itn, "en"), name="itn-warm", daemon=True).start()
-        return cls(settings, engine, store, itn, pro_engine)
+        encoder, problem = None, ""
+        try:
+            encoder = VoiceEncoder(settings.speaker_weights)
+        except SpeakerWeightsError as exc:  # the server still transcribes; diarize is refused
+            problem = str(exc)
+            log.warning("diarization unavailable: %s", problem)
+        return cls(settings, engine, store, itn, pro_engine, encoder, problem)
+
+    def check_diarize(self, diarize: bool) -> None:
+        """Refuse diarize=true at the edge when the speaker encoder could not be loaded."""
+        if diarize and self.speaker_encoder is None:
+            raise ParamError(
+                "diarize",
+                f"diarize=true is not available on this server: {self.speaker_problem}",
+                "false",
+            )
 
     def engine_for(self, pro: bool) -> Engine:
         return self.pro_engine if pro and self.pro_engine else self.engine
@@ -54,4 +78,5 @@ class ServerContext:
         if self.pro_engine:
             self.pro_engine.close()
         self.dsp_pool.shutdown(wait=False, cancel_futures=True)
+        self.speaker_pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()

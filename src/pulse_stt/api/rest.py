@@ -55,6 +55,7 @@ async def file_endpoint(request: Request) -> JSONResponse:
         return JSONResponse(UNAUTHORIZED_BODY, status_code=401)
     try:
         params = parse_file_params(request.query_params, legacy_path=legacy)
+        ctx.check_diarize(params.text.diarize)
     except ParamError as exc:
         return JSONResponse(exc.to_json(), status_code=400)
     limit = ctx.settings.max_upload_bytes
@@ -88,6 +89,7 @@ async def file_endpoint(request: Request) -> JSONResponse:
                 request_id=request_id,
                 vad_threshold=ctx.settings.vad_threshold,
                 max_utterance_s=ctx.settings.max_utterance_s,
+                speaker_encoder=ctx.speaker_encoder if params.text.diarize else None,
             )
         )
     except AudioDecodeError as exc:
@@ -129,7 +131,9 @@ def _response(
     result: FileTranscription, params: FileParams, file_size: int, itn: NemoInverseNormalizer
 ) -> dict[str, object]:
     shaper = TranscriptShaper(params.text, itn=itn)
-    transcripts = [shaper.shape(t.hypothesis, t.offset, final=True) for t in result.turns]
+    transcripts = [
+        shaper.shape(t.hypothesis, t.offset, final=True, speakers=t.speakers) for t in result.turns
+    ]
     spoken = Counter[str]()
     for turn, transcript in zip(result.turns, transcripts, strict=True):
         if transcript.language:

@@ -7,7 +7,27 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from pulse_stt.api.params import TextOptions
-from pulse_stt.text.format import Transcript
+from pulse_stt.text.format import TimedWord, Transcript, Utterance
+
+
+def _word(word: TimedWord, options: TextOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "word": word.text,
+        "start": word.start,
+        "end": word.end,
+        "confidence": word.confidence,
+    }
+    if options.diarize and word.speaker is not None:
+        out["speaker"] = word.speaker
+        out["speaker_confidence"] = word.speaker_confidence
+    return out
+
+
+def _utterance(utterance: Utterance, options: TextOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {"text": utterance.text, "start": utterance.start, "end": utterance.end}
+    if options.diarize and utterance.speaker is not None:
+        out["speaker"] = utterance.speaker
+    return out
 
 
 def transcription_message(
@@ -33,14 +53,9 @@ def transcription_message(
         "languages": list(transcript.languages),
     }
     if options.word_timestamps:
-        message["words"] = [
-            {"word": w.text, "start": w.start, "end": w.end, "confidence": w.confidence}
-            for w in transcript.words
-        ]
+        message["words"] = [_word(w, options) for w in transcript.words]
     if options.sentence_timestamps:
-        message["utterances"] = [
-            {"text": u.text, "start": u.start, "end": u.end} for u in transcript.utterances
-        ]
+        message["utterances"] = [_utterance(u, options) for u in transcript.utterances]
     if options.redact_pii or options.redact_pci:
         message["redacted_entities"] = list(transcript.redacted_entities)
     if full_transcript is not None:
@@ -81,16 +96,8 @@ def file_response(
             dict.fromkeys(e for t in transcripts for e in t.redacted_entities)
         )
     if options.word_timestamps:
-        body["words"] = [
-            {"word": w.text, "start": w.start, "end": w.end, "confidence": w.confidence}
-            for t in transcripts
-            for w in t.words
-        ]
-        body["utterances"] = [
-            {"text": u.text, "start": u.start, "end": u.end}
-            for t in transcripts
-            for u in t.utterances
-        ]
+        body["words"] = [_word(w, options) for t in transcripts for w in t.words]
+        body["utterances"] = [_utterance(u, options) for t in transcripts for u in t.utterances]
     return body
 
 

@@ -29,6 +29,9 @@ from pulse_stt.api.schemas import error_message, transcription_message, vad_mess
 from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.engine.scheduler import SchedulerClosedError
 from pulse_stt.engine.types import DecodeJob, Hypothesis
+from pulse_stt.speakers.embedder import TurnEmbedder
+from pulse_stt.speakers.encoder import TurnWindows
+from pulse_stt.speakers.tracker import SpeakerTrack, SpeakerTracker
 from pulse_stt.store.db import ApiKey
 from pulse_stt.stream.session import (
     AudioProblem,
@@ -56,6 +59,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         return
     try:
         params = parse_stream_params(websocket.query_params, legacy_path=legacy)
+        ctx.check_diarize(params.text.diarize)
     except ParamError as exc:
         await websocket.send_denial_response(JSONResponse(exc.to_json(), status_code=400))
         return
@@ -73,6 +77,7 @@ class _Ready:
 class _Pending:
     work: UtteranceAudio
     result: asyncio.Future[Hypothesis | None] | None  # None: nothing to decode
+    voices: asyncio.Future[TurnWindows] | None = None  # speaker embeddings (diarize=true)
 
 
 _CLOSE = object()
@@ -123,6 +128,10 @@ class StreamRunner:
         self._session_lock = asyncio.Lock()  # the session is not thread-safe
         self._shaper = TranscriptShaper(params.text, itn=ctx.itn, keywords=params.keywords)
         self._hotwords = hotwords_prompt(params.keywords)
+        self._embedder: TurnEmbedder | None = None
+        self._speakers = SpeakerTracker()
+        if params.text.diarize and ctx.speaker_encoder is not None:
+            self._embedder = TurnEmbedder(ctx.speaker_encoder)
         self._tasks: set[asyncio.Task[None]] = set()
         # Word timings are needed for utterances[] even when words[] is not sent.
         self._want_words = params.text.word_timestamps or params.text.sentence_timestamps
@@ -221,7 +230,31 @@ class StreamRunner:
             if isinstance(action, AudioProblem):
                 self._post(self._bad_audio(action.message))
                 continue
-            self._outbox.put_nowait(_Pending(action, self._submit(action)))
+            self._outbox.put_nowait(_Pending(action, self._submit(action), self._embed(action)))
+
+    def _embed(self, work: UtteranceAudio) -> asyncio.Future[TurnWindows] | None:
+        """Speaker embeddings of the turn, computed beside its decode."""
+        if self._embedder is None or work.audio.size == 0:
+            return None
+        embed = partial(
+            self._embedder.embed,
+            work.audio,
+            work.offset,
+            utterance=work.utterance,
+            final=work.is_final,
+        )
+        return asyncio.get_running_loop().run_in_executor(self.ctx.speaker_pool, embed)
+
+    async def _speaker_track(self, item: _Pending) -> SpeakerTrack | None:
+        """Label the turn's voices; in send order, so finals update speakers in turn order."""
+        if item.voices is None:
+            return None
+        try:
+            windows = await item.voices
+        except Exception as exc:  # the transcript still goes out, without speakers
+            log.warning("session %s: speaker embedding failed: %s", self.session_id, exc)
+            return None
+        return self._speakers.label(windows, commit=item.work.is_final)
 
     def _submit(self, work: UtteranceAudio) -> asyncio.Future[Hypothesis | None] | None:
         if work.audio.size == 0:
@@ -291,12 +324,14 @@ class StreamRunner:
             and work.utterance not in self._partial_shown
         ):
             return None  # non-speech the VAD let through: nothing was shown, nothing to retract
+        speakers = await self._speaker_track(item)
         if work.is_final and self._shaper.heavy:  # ITN and redaction stay off the event loop
-            transcript = await asyncio.get_running_loop().run_in_executor(
-                self.ctx.dsp_pool, partial(self._shaper.shape, hyp, work.offset, final=True)
-            )
+            shape = partial(self._shaper.shape, hyp, work.offset, final=True, speakers=speakers)
+            transcript = await asyncio.get_running_loop().run_in_executor(self.ctx.dsp_pool, shape)
         else:
-            transcript = self._shaper.shape(hyp, work.offset, final=work.is_final)
+            transcript = self._shaper.shape(
+                hyp, work.offset, final=work.is_final, speakers=speakers
+            )
         full = None
         if work.is_final and transcript.text:
             self._finals.append(transcript.text)

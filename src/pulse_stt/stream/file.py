@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from pulse_stt.api.params import FileParams
 from pulse_stt.audio.resample import MODEL_RATE
 from pulse_stt.engine.engine import Engine
 from pulse_stt.engine.types import DecodeJob, Hypothesis
+from pulse_stt.speakers.embedder import TurnEmbedder
+from pulse_stt.speakers.encoder import TurnWindows, VoiceEncoder
+from pulse_stt.speakers.tracker import SpeakerTrack, label_file
 from pulse_stt.stream.session import SessionConfig, StreamSession, UtteranceAudio
 
 _MAX_IN_FLIGHT = 4
@@ -27,6 +30,8 @@ _MAX_IN_FLIGHT = 4
 class FileTurn:
     offset: float  # seconds from the start of the file
     hypothesis: Hypothesis
+    utterance: int = 0
+    speakers: SpeakerTrack | None = None  # with a speaker encoder (diarize=true)
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,13 @@ def transcribe_audio_chunks(
     request_id: str,
     vad_threshold: float = 0.5,
     max_utterance_s: float = 25.0,
+    speaker_encoder: VoiceEncoder | None = None,
 ) -> FileTranscription:
-    """Blocking: run in a worker thread. `chunks` are 16 kHz mono float32."""
+    """Blocking: run in a worker thread. `chunks` are 16 kHz mono float32.
+
+    With `speaker_encoder`, each turn's voice is embedded here while the engine decodes
+    earlier turns, and the whole file is clustered into speakers at the end.
+    """
     session = StreamSession(
         SessionConfig(
             encoding="linear16",
@@ -62,12 +72,14 @@ def transcribe_audio_chunks(
     previous_text: list[str] = []
     # pulse-pro conditions each turn on the text before it, so it decodes one at a time.
     limit = 1 if params.pro else _MAX_IN_FLIGHT
+    embedder = TurnEmbedder(speaker_encoder) if speaker_encoder is not None else None
+    voices: list[tuple[int, TurnWindows]] = []
 
     def collect_oldest() -> None:
         work, future = in_flight.popleft()
         hyp = future.result()
         if hyp is not None and not hyp.is_empty:
-            turns.append(FileTurn(work.offset, hyp))
+            turns.append(FileTurn(work.offset, hyp, work.utterance))
             previous_text.append(hyp.text)
 
     def submit(actions: Iterable[object]) -> None:
@@ -88,6 +100,11 @@ def transcribe_audio_chunks(
                 prompt=" ".join(previous_text[-2:]) if params.pro and previous_text else None,
             )
             in_flight.append((work, engine.submit(job)))
+            if embedder is not None:
+                windows = embedder.embed(
+                    work.audio, work.offset, utterance=work.utterance, final=True
+                )
+                voices.append((work.utterance, windows))
 
     total = 0
     try:
@@ -99,4 +116,7 @@ def transcribe_audio_chunks(
             collect_oldest()
     finally:
         engine.cancel_session(request_id)
+    if voices:
+        tracks = dict(zip((u for u, _ in voices), label_file([w for _, w in voices]), strict=True))
+        turns = [replace(t, speakers=tracks.get(t.utterance)) for t in turns]
     return FileTranscription(tuple(turns), total / MODEL_RATE)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pulse_stt.api.params import TextOptions
 from pulse_stt.engine.types import Hypothesis
+from pulse_stt.speakers.tracker import SpeakerTrack
 from pulse_stt.text.tokens import Token, render, tokens_from_hypothesis
 
 # Sentence punctuation, not the point or comma inside a number ("3.5", "1,000").
@@ -27,6 +28,8 @@ class TimedWord:
     start: float  # seconds since the connection's first audio byte
     end: float
     confidence: float
+    speaker: int | None = None  # with diarize=true
+    speaker_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Utterance:
     text: str
     start: float
     end: float
+    speaker: int | None = None  # with diarize=true: a sentence never spans two speakers
 
 
 @dataclass(frozen=True)
@@ -64,28 +68,58 @@ def finish(
     languages: tuple[str, ...],
     redacted_entities: tuple[str, ...] = (),
     timed: bool = True,
+    speakers: SpeakerTrack | None = None,
 ) -> Transcript:
     """Apply the formatting switches and build the typed transcript.
 
     `timed=False`: the tokens carry no real times (word timings were not decoded), so
-    there are no sentence utterances either.
+    there are no sentence utterances either. `speakers`: label every word; utterances
+    are then also cut where the speaker changes.
     """
     shaped = [(t, _shape(t.text, options)) for t in tokens]
-    kept = [Token(text, t.start, t.end, t.confidence, t.glued) for t, text in shaped if text]
-    words = tuple(TimedWord(t.text, t.start, t.end, round(t.confidence, 3)) for t in kept)
+    labels = [speakers.label(t.start, t.end) if speakers else None for t, _ in shaped]
+    kept = [
+        (Token(text, t.start, t.end, t.confidence, t.glued), label)
+        for (t, text), label in zip(shaped, labels, strict=True)
+        if text
+    ]
+    words = tuple(
+        TimedWord(
+            t.text,
+            t.start,
+            t.end,
+            round(t.confidence, 3),
+            label[0] if label else None,
+            label[1] if label else None,
+        )
+        for t, label in kept
+    )
     sentences: list[Utterance] = []
     current: list[Token] = []
-    for (original, text), in_sentence in zip(shaped, [bool(x) for _, x in shaped], strict=True):
-        if in_sentence:
+    current_speaker: int | None = None
+
+    def close_sentence() -> None:
+        nonlocal current
+        if current:
+            sentences.append(
+                Utterance(render(current), current[0].start, current[-1].end, current_speaker)
+            )
+        current = []
+
+    for (original, text), label in zip(shaped, labels, strict=True):
+        speaker = label[0] if label else None
+        if text and current and speaker != current_speaker:
+            close_sentence()
+        if text:
+            current_speaker = speaker
             current.append(
                 Token(text, original.start, original.end, original.confidence, original.glued)
             )
-        if _SENTENCE_END.search(original.text) and current:
-            sentences.append(Utterance(render(current), current[0].start, current[-1].end))
-            current = []
-    if current:
-        sentences.append(Utterance(render(current), current[0].start, current[-1].end))
-    text = " ".join(render(kept).split())
+        if _SENTENCE_END.search(original.text):
+            close_sentence()
+    close_sentence()
+    kept_tokens = [t for t, _ in kept]
+    text = " ".join(render(kept_tokens).split())
     utterances = tuple(sentences) if timed else ()
     return Transcript(text, words, utterances, language, languages, redacted_entities)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from pulse_stt.api.params import Keyword, TextOptions
 from pulse_stt.engine.types import Hypothesis
+from pulse_stt.speakers.tracker import SpeakerTrack
 from pulse_stt.text.format import Transcript, finish
 from pulse_stt.text.itn import NemoInverseNormalizer, apply_itn
 from pulse_stt.text.keywords import apply_keywords
@@ -47,7 +48,14 @@ class TranscriptShaper:
         """Whether shaping a final costs enough to keep it off the event loop."""
         return self._itn is not None or self._redactor is not None
 
-    def shape(self, hyp: Hypothesis, offset: float, *, final: bool) -> Transcript:
+    def shape(
+        self,
+        hyp: Hypothesis,
+        offset: float,
+        *,
+        final: bool,
+        speakers: SpeakerTrack | None = None,
+    ) -> Transcript:
         tokens = tokens_from_hypothesis(hyp, offset)
         if final and self._itn is not None and self._itn.supports(hyp.language) and tokens:
             try:
@@ -68,4 +76,5 @@ class TranscriptShaper:
             languages=languages,
             redacted_entities=tuple(redacted),
             timed=bool(hyp.words),
+            speakers=speakers,
         )

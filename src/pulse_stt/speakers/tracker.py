@@ -1,0 +1,273 @@
+"""Who is speaking: window embeddings → speaker numbers, live and for whole files.
+
+Live (`SpeakerTracker`): each turn's windows are labelled by a Viterbi pass over the
+session's known speakers plus one "someone new" state whose score is a fixed similarity
+threshold; a switch between states costs a penalty, so one odd window does not flip a
+label but a sustained change inside a turn does. Committed (final) turns update the
+speakers' centroids; partials are labelled against them without changing anything.
+
+Files (`label_file`): the same online pass proposes speakers, then whole-file clustering
+revises them: speakers whose centroids are close are merged, speakers with too little
+voice are folded into their nearest neighbour, and every turn is labelled again against
+the final set (twice, re-estimating centroids in between).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pulse_stt.speakers.encoder import TurnWindows
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    new_speaker_similarity: float = 0.75  # below this, a window sounds like someone new
+    # A centroid from few windows sits further from its speaker's next window than a
+    # mature one: its similarities get a boost of young_bonus / sqrt(windows behind it).
+    young_bonus: float = 0.1
+    switch_penalty: float = 0.15  # Viterbi cost of changing speaker between windows
+    merge_similarity: float = 0.80  # centroids this close are one person
+    temperature: float = 0.04  # softmax temperature for confidences
+    min_new_speech_s: float = 1.0  # voice needed before a new speaker is believed
+    min_speaker_windows: float = 2.0  # files: smaller clusters are folded into neighbours
+
+
+@dataclass(frozen=True)
+class SpeakerSpan:
+    start: float  # seconds since the stream start
+    end: float
+    speaker: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class SpeakerTrack:
+    spans: tuple[SpeakerSpan, ...]
+
+    def label(self, start: float, end: float) -> tuple[int, float] | None:
+        """The speaker of [start, end]: the span overlapping it most, else the nearest."""
+        if not self.spans:
+            return None
+
+        def overlap(span: SpeakerSpan) -> float:
+            return min(end, span.end) - max(start, span.start)
+
+        def distance(span: SpeakerSpan) -> float:
+            mid = (start + end) / 2
+            return max(span.start - mid, mid - span.end, 0.0)
+
+        best = max(self.spans, key=overlap)
+        if overlap(best) <= 0:
+            best = min(self.spans, key=distance)
+        return best.speaker, best.confidence
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+@dataclass
+class _Speaker:
+    total: np.ndarray  # weighted sum of window embeddings
+    weight: float
+
+    @property
+    def centroid(self) -> np.ndarray:
+        return _unit(self.total)
+
+
+def _viterbi(scores: np.ndarray, penalty: float) -> np.ndarray:
+    """Best state path through (n_windows, n_states) scores, `penalty` per switch."""
+    n, states = scores.shape
+    best = scores[0].copy()
+    back = np.zeros((n, states), np.int64)
+    for i in range(1, n):
+        stay = best
+        switch = best.max() - penalty
+        from_best = int(best.argmax())
+        back[i] = np.where(stay >= switch, np.arange(states), from_best)
+        best = np.maximum(stay, switch) + scores[i]
+    path = np.zeros(n, np.int64)
+    path[-1] = int(best.argmax())
+    for i in range(n - 1, 0, -1):
+        path[i - 1] = back[i, path[i]]
+    return path
+
+
+def _confidence(similarities: np.ndarray, chosen: int, temperature: float) -> float:
+    logits = similarities / temperature
+    probs = np.exp(logits - logits.max())
+    return float(probs[chosen] / probs.sum())
+
+
+def _spans(
+    windows: TurnWindows, labels: list[int], confidences: list[float]
+) -> tuple[SpeakerSpan, ...]:
+    """Runs of equal labels; boundaries halfway between the neighbouring window centres."""
+    centers = windows.centers
+    turn_start, turn_end = windows.offset, windows.offset + windows.duration
+    spans: list[SpeakerSpan] = []
+    run_start = 0
+    for i in range(1, len(labels) + 1):
+        if i < len(labels) and labels[i] == labels[run_start]:
+            continue
+        start = turn_start if run_start == 0 else (centers[run_start - 1] + centers[run_start]) / 2
+        end = turn_end if i == len(labels) else (centers[i - 1] + centers[i]) / 2
+        confidence = float(np.mean(confidences[run_start:i]))
+        spans.append(SpeakerSpan(float(start), float(end), labels[run_start], round(confidence, 3)))
+        run_start = i
+    return tuple(spans)
+
+
+@dataclass
+class SpeakerTracker:
+    """A session's speakers. Not thread-safe: call it in turn order from one place."""
+
+    config: TrackerConfig = field(default_factory=TrackerConfig)
+    speakers: list[_Speaker] = field(default_factory=list)
+    last_speaker: int = 0
+
+    def label(self, windows: TurnWindows, *, commit: bool) -> SpeakerTrack:
+        n = len(windows.embeddings)
+        turn_end = windows.offset + windows.duration
+        if n == 0:  # too short to hear who it is: assume the conversation goes on
+            return SpeakerTrack((SpeakerSpan(windows.offset, turn_end, self.last_speaker, 0.3),))
+        cfg = self.config
+        centroids = [s.centroid for s in self.speakers]
+        maturity = [s.weight for s in self.speakers]
+        bootstrap = not centroids
+        if bootstrap:  # nobody known yet: the turn's opening is its first speaker
+            centroids = [_unit(windows.embeddings[: min(2, n)].mean(axis=0))]
+            maturity = [float(min(2, n))]
+        known = np.stack(centroids)
+        bonus = cfg.young_bonus / np.sqrt(np.maximum(maturity, 1.0))
+        similarities = windows.embeddings @ known.T + bonus[None, :]
+        scores = np.concatenate([similarities, np.full((n, 1), cfg.new_speaker_similarity)], axis=1)
+        # Windows that are mostly silence carry little evidence either way.
+        evidence = np.clip(windows.speech * 1.5, 0.2, 1.0)[:, None]
+        path = _viterbi(scores * evidence, cfg.switch_penalty)
+        new_state = len(known)
+        labels, confidences = self._resolve(windows, path, scores, new_state, bootstrap, commit)
+        return SpeakerTrack(_spans(windows, labels, confidences))
+
+    def _resolve(
+        self,
+        windows: TurnWindows,
+        path: np.ndarray,
+        scores: np.ndarray,
+        new_state: int,
+        bootstrap: bool,
+        commit: bool,
+    ) -> tuple[list[int], list[float]]:
+        cfg = self.config
+        confidences = [_confidence(scores[i], int(s), cfg.temperature) for i, s in enumerate(path)]
+        weights = np.clip(windows.speech, 0.05, 1.0)
+        # Someone new only with enough voice behind it; else the best known speaker.
+        is_new = path == new_state
+        new_voice = (
+            (1.1 + 0.5 * int(is_new.sum())) * float(weights[is_new].mean()) if is_new.any() else 0.0
+        )
+        if is_new.any() and not bootstrap and new_voice < cfg.min_new_speech_s:
+            for i in np.flatnonzero(is_new):
+                best = int(scores[i, :new_state].argmax())
+                path[i] = best
+                confidences[i] = min(confidences[i], 0.5)
+            is_new = path == new_state
+        mapping: dict[int, int] = {}
+        if bootstrap:
+            mapping[0] = 0
+        if is_new.any():
+            new_total = (windows.embeddings[is_new] * weights[is_new, None]).sum(axis=0)
+            # A "new" voice that matches a known speaker's centroid is that speaker.
+            match = self._closest(_unit(new_total))
+            if match is not None and match[1] >= cfg.merge_similarity:
+                mapping[new_state] = match[0]
+            else:
+                mapping[new_state] = len(self.speakers) + (1 if bootstrap else 0)
+        labels = [mapping.get(int(s), int(s)) for s in path]
+        if commit:
+            for label in dict.fromkeys(labels):
+                mask = np.array([lab == label for lab in labels])
+                total = (windows.embeddings[mask] * weights[mask, None]).sum(axis=0)
+                while label >= len(self.speakers):
+                    self.speakers.append(_Speaker(np.zeros_like(total), 0.0))
+                self.speakers[label].total = self.speakers[label].total + total
+                self.speakers[label].weight += float(weights[mask].sum())
+            self.last_speaker = labels[-1]
+        return labels, confidences
+
+    def _closest(self, embedding: np.ndarray) -> tuple[int, float] | None:
+        if not self.speakers:
+            return None
+        sims = [float(embedding @ s.centroid) for s in self.speakers]
+        best = int(np.argmax(sims))
+        return best, sims[best]
+
+
+def _relabel(
+    windows: TurnWindows, centroids: np.ndarray, config: TrackerConfig
+) -> tuple[list[int], list[float]]:
+    if not len(windows.embeddings):
+        return [], []
+    scores = windows.embeddings @ centroids.T
+    evidence = np.clip(windows.speech * 1.5, 0.2, 1.0)[:, None]
+    path = _viterbi(scores * evidence, config.switch_penalty)
+    confidences = [_confidence(scores[i], int(s), config.temperature) for i, s in enumerate(path)]
+    return [int(s) for s in path], confidences
+
+
+def label_file(turns: list[TurnWindows], config: TrackerConfig | None = None) -> list[SpeakerTrack]:
+    """Speakers of a whole file: online proposal, then clustering revises it."""
+    config = config or TrackerConfig()
+    online = SpeakerTracker(config)
+    proposals = [online.label(w, commit=True) for w in turns]
+    speakers = [s for s in online.speakers if s.weight > 0]
+    if len(speakers) <= 1:
+        return proposals
+    totals = [s.total.copy() for s in speakers]
+    weights = [s.weight for s in speakers]
+    # Agglomerative merging of close centroids (average of members = sum of totals).
+    while len(totals) > 1:
+        cents = np.stack([_unit(t) for t in totals])
+        sims = cents @ cents.T
+        np.fill_diagonal(sims, -1.0)
+        i, j = np.unravel_index(int(sims.argmax()), sims.shape)
+        small = min(range(len(weights)), key=weights.__getitem__)
+        if sims[i, j] >= config.merge_similarity:
+            pass
+        elif weights[small] < config.min_speaker_windows:
+            i = small
+            j = int(sims[small].argmax())
+        else:
+            break
+        totals[j] = totals[j] + totals[i]
+        weights[j] += weights[i]
+        del totals[i], weights[i]
+    centroids = np.stack([_unit(t) for t in totals])
+    labelled: list[tuple[list[int], list[float]]] = []
+    for _ in range(2):  # relabel, re-estimate, relabel
+        labelled = [_relabel(w, centroids, config) for w in turns]
+        sums = np.zeros_like(centroids)
+        for w, (labels, _) in zip(turns, labelled, strict=True):
+            for emb, speech, label in zip(w.embeddings, w.speech, labels, strict=True):
+                sums[label] += emb * max(speech, 0.05)
+        keep = np.linalg.norm(sums, axis=1) > 0
+        centroids = np.stack([_unit(s) for s in sums[keep]])
+    # Number speakers by first appearance, as a live session would.
+    order: dict[int, int] = {}
+    for labels, _ in labelled:
+        for label in labels:
+            order.setdefault(label, len(order))
+    tracks: list[SpeakerTrack] = []
+    last = 0
+    for w, (labels, confidences) in zip(turns, labelled, strict=True):
+        if not labels:
+            tracks.append(SpeakerTrack((SpeakerSpan(w.offset, w.offset + w.duration, last, 0.3),)))
+            continue
+        numbered = [order[label] for label in labels]
+        last = numbered[-1]
+        tracks.append(SpeakerTrack(_spans(w, numbered, confidences)))
+    return tracks
