@@ -109,6 +109,7 @@ def run_track(args: argparse.Namespace) -> None:
         print("|---|---|---|---|---|")
         for name, recs in sets.items():
             scores = [track_scores(r, encoder, config) for r in recs]
+
             def med(key: str, scores: list[dict[str, float]] = scores) -> float:
                 return statistics.median(s[key] for s in scores)
 

@@ -117,15 +117,15 @@ def _solo_stretches(
 
 
 def _pocketsphinx_speaker() -> list[np.ndarray]:
-    """One speaker's command recordings (cards, numbers, go forward…)."""
-    clips = [
+    """One speaker's card-game commands (one recording session, five clips).
+
+    The package's other raw clips (numbers, go forward…) were recorded elsewhere and may
+    be another person (cosine 0.5–0.6 to these), so they are not used as this voice.
+    """
+    return [
         decode_audio(str(p), sampling_rate=RATE)
         for p in sorted((POCKETSPHINX / "cards").glob("*.wav"))
     ]
-    for name in ("numbers.raw", "goforward.raw", "something.raw"):
-        raw = (POCKETSPHINX / name).read_bytes()
-        clips.append(np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0)
-    return clips
 
 
 def _librivox_reader() -> list[np.ndarray]:
@@ -181,7 +181,7 @@ def espeak_voices(tmp: Path, count: int = 4) -> dict[str, list[np.ndarray]]:
     return found
 
 
-def _trim(clip: np.ndarray) -> np.ndarray:
+def trim_silence(clip: np.ndarray) -> np.ndarray:
     """Drop leading and trailing silence (20 ms frames 35 dB below the loudest)."""
     frame = RATE // 50
     energy = np.square(clip[: clip.size // frame * frame].reshape(-1, frame)).mean(axis=1)
@@ -215,7 +215,9 @@ def conversation(
     """Alternating turns of `speakers`, with pauses of 0.3–1.2 s and some overlaps."""
     rng = random.Random(seed)
     queues = {
-        s: [_trim(c) for clip in pool[s] for c in _split_long(_trim(clip), max_turn_s)]
+        s: [
+            trim_silence(c) for clip in pool[s] for c in _split_long(trim_silence(clip), max_turn_s)
+        ]
         for s in speakers
     }
     for clips in queues.values():
