@@ -21,18 +21,26 @@ Modes:
 from __future__ import annotations
 
 import argparse
+import asyncio
+import io
 import json
 import statistics
 import sys
 import tempfile
 import time
+import wave
+from contextlib import nullcontext
 from pathlib import Path
 
+import httpx
 import numpy as np
+import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.scoring import Segment, der
+from tests.e2e.audio import pcm16
+from tests.e2e.conftest import running_server
+from tests.e2e.scoring import Segment, der, word_accuracy
 from tests.e2e.speakers import (
     RATE,
     Recording,
@@ -119,6 +127,115 @@ def run_track(args: argparse.Namespace) -> None:
             )
 
 
+def _word_segments(words: list[dict]) -> list[Segment]:
+    """Words → speaker segments (consecutive words of one speaker, gaps under 0.5 s)."""
+    segments: list[Segment] = []
+    for w in words:
+        last = segments[-1] if segments else None
+        if last and last.speaker == w["speaker"] and w["start"] - last.end < 0.5:
+            segments[-1] = Segment(last.start, w["end"], last.speaker)
+        else:
+            segments.append(Segment(w["start"], w["end"], w["speaker"]))
+    return segments
+
+
+async def _stream_live(url: str, key: str, audio: np.ndarray, speed: float) -> list[dict]:
+    query = "model=pulse&encoding=linear16&sample_rate=16000&word_timestamps=true&diarize=true"
+    pcm = pcm16(np.concatenate([audio, np.zeros(2 * RATE, np.float32)]))
+    words: list[dict] = []
+    async with websockets.connect(
+        f"{url}/waves/v1/stt/live?{query}",
+        additional_headers={"Authorization": f"Bearer {key}"},
+        max_size=None,
+    ) as ws:
+
+        async def send() -> None:
+            start = time.monotonic()
+            for i in range(0, len(pcm), FRAME):
+                await ws.send(pcm[i : i + FRAME])
+                ahead = (i + FRAME) / (2 * RATE) / speed - (time.monotonic() - start)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            await ws.send(json.dumps({"type": "close_stream"}))
+
+        sender = asyncio.create_task(send())
+        async for raw in ws:
+            message = json.loads(raw)
+            if message.get("type") == "transcription" and message["is_final"]:
+                words += message.get("words", [])
+        await sender
+    return words
+
+
+def _rest(url: str, key: str, audio: np.ndarray, *, diarize: bool) -> tuple[list[dict], float]:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(RATE)
+        wav.writeframes(pcm16(audio))
+    started = time.perf_counter()
+    response = httpx.post(
+        f"{url}/waves/v1/stt/?model=pulse&word_timestamps=true&diarize={str(diarize).lower()}",
+        content=buffer.getvalue(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "audio/wav"},
+        timeout=600,
+    )
+    response.raise_for_status()
+    return response.json().get("words", []), time.perf_counter() - started
+
+
+def _scores(rec: Recording, words: list[dict]) -> tuple[float, float, int, float]:
+    """Word accuracy, DER, speakers found, and the confusion part of DER."""
+    reference = [Segment(t.start, t.end, t.speaker) for t in rec.turns]
+    labelled = [w for w in words if "speaker" in w]
+    hyp = [Segment(w["start"], w["end"], w["speaker"]) for w in labelled]
+    result = der(reference, _word_segments(labelled))
+    return (
+        word_accuracy(reference, hyp),
+        result.der,
+        len({w["speaker"] for w in labelled}),
+        result.confusion,
+    )
+
+
+def run_server(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        context = nullcontext(None) if args.url else running_server(Path(tmp) / "server")
+        (Path(tmp) / "server").mkdir()
+        with context as server:
+            url = args.url or server.http
+            key = args.key or server.key
+            ws_url = url.replace("http", "ws", 1)
+            sets = recordings("eval", args.seeds, Path(tmp), include_espeak=not args.no_espeak)
+            print(f"live at {args.speed}x real time, 20 ms frames; REST = POST of a WAV file")
+            print(
+                "| set | live word accuracy | live DER (confusion) | REST word accuracy "
+                "| REST DER (confusion) | speakers found (live / REST / true) |"
+            )
+            print("|---|---|---|---|---|---|")
+            timings: list[float] = []
+            for name, recs in sets.items():
+                rows = []
+                for rec in recs:
+                    live = asyncio.run(_stream_live(ws_url, key, rec.audio, args.speed))
+                    rest, with_s = _rest(url, key, rec.audio, diarize=True)
+                    if len(timings) < 6:
+                        _, without_s = _rest(url, key, rec.audio, diarize=False)
+                        timings.append(with_s / without_s)
+                    rows.append((_scores(rec, live), _scores(rec, rest), len(rec.speakers)))
+                med = [statistics.median(r[i][j] for r in rows) for i in (0, 1) for j in (0, 1)]
+                found = ", ".join(f"{r[0][2]}/{r[1][2]}/{r[2]}" for r in rows)
+                print(
+                    f"| {name} | {med[0]:.3f} | {med[1]:.3f} | {med[2]:.3f} | {med[3]:.3f} "
+                    f"| {found} |"
+                )
+            print(
+                f"REST time with diarize=true / without: median {statistics.median(timings):.2f}"
+                f" over {len(timings)} files"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("track", "server"), default="server")
@@ -126,11 +243,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--no-espeak", action="store_true")
     parser.add_argument("--config", help="TrackerConfig overrides as JSON (tuning)")
+    parser.add_argument("--speed", type=float, default=2.0, help="live pace × real time")
+    parser.add_argument("--url", help="a running server (default: start one)")
+    parser.add_argument("--key", help="its API key")
     args = parser.parse_args()
     if args.mode == "track":
         run_track(args)
     else:
-        raise SystemExit("server mode: see below")
+        run_server(args)
 
 
 if __name__ == "__main__":
