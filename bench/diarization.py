@@ -224,11 +224,13 @@ def run_server(args: argparse.Namespace) -> None:
                         _, without_s = _rest(url, key, rec.audio, diarize=False)
                         timings.append(with_s / without_s)
                     rows.append((_scores(rec, live), _scores(rec, rest), len(rec.speakers)))
-                med = [statistics.median(r[i][j] for r in rows) for i in (0, 1) for j in (0, 1)]
+                live_m = [statistics.median(r[0][j] for r in rows) for j in range(4)]
+                rest_m = [statistics.median(r[1][j] for r in rows) for j in range(4)]
                 found = ", ".join(f"{r[0][2]}/{r[1][2]}/{r[2]}" for r in rows)
                 print(
-                    f"| {name} | {med[0]:.3f} | {med[1]:.3f} | {med[2]:.3f} | {med[3]:.3f} "
-                    f"| {found} |"
+                    f"| {name} | {live_m[0]:.3f} | {live_m[1]:.3f} ({live_m[3]:.3f}) "
+                    f"| {rest_m[0]:.3f} | {rest_m[1]:.3f} ({rest_m[3]:.3f}) | {found} |",
+                    flush=True,
                 )
             print(
                 f"REST time with diarize=true / without: median {statistics.median(timings):.2f}"

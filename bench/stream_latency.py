@@ -36,10 +36,13 @@ FRAME = 640  # 20 ms of 16 kHz linear16
 EOU_MS = 800
 
 
-async def stream_turns(url: str, key: str, clips, *, use_finalize: bool) -> dict[str, list[float]]:
+async def stream_turns(
+    url: str, key: str, clips, *, use_finalize: bool, extra: str = ""
+) -> dict[str, list[float]]:
     """Real-time pace; returns latency lists and the final text per turn."""
     eou = 5000 if use_finalize else EOU_MS  # with finalize, the client marks turn ends
     query = f"model=pulse&language=en&sample_rate=16000&encoding=linear16&eou_timeout_ms={eou}"
+    query += extra
     figures: dict[str, list[float]] = {"first_partial": [], "final": [], "texts": []}
     async with websockets.connect(
         f"{url}/waves/v1/stt/live?{query}", additional_headers={"Authorization": f"Bearer {key}"}
@@ -118,6 +121,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--url", help="ws://host:port of a running server (default: start one)")
     parser.add_argument("--key", default="pstt_bench_key_0123456789")
+    parser.add_argument(
+        "--query", default="", help="extra parameters, e.g. '&diarize=true&word_timestamps=true'"
+    )
     args = parser.parse_args()
     clips = librivox_clips()
     reference = " ".join(c.text for c in clips)
@@ -134,11 +140,15 @@ def main() -> None:
         eou, fin = {"first_partial": [], "final": []}, {"final": []}
         wers = []
         for _ in range(args.runs):
-            got = asyncio.run(stream_turns(url, args.key, clips, use_finalize=False))
+            got = asyncio.run(
+                stream_turns(url, args.key, clips, use_finalize=False, extra=args.query)
+            )
             eou["first_partial"] += got["first_partial"]
             eou["final"] += got["final"]
             wers.append(wer(reference, " ".join(got["texts"])))
-            got = asyncio.run(stream_turns(url, args.key, clips, use_finalize=True))
+            got = asyncio.run(
+                stream_turns(url, args.key, clips, use_finalize=True, extra=args.query)
+            )
             fin["final"] += got["final"]
     finally:
         if server is not None:

@@ -41,6 +41,7 @@ def test_numpy_port_matches_the_torch_model(encoder: VoiceEncoder) -> None:
     inner = slice(3, -3)
     scale = reference["mel"].max()
     assert np.abs(mel[inner] - reference["mel"][inner]).max() / scale < 1e-5
+    np.testing.assert_allclose(encoder.mel_frames(audio, 10, 50), mel[10:50], rtol=1e-5)
     got = encoder.embed_mels(np.stack([reference["mel"][0:160], reference["mel"][40:200]]))
     np.testing.assert_allclose(got, reference["embeddings"], atol=1e-5)
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)

@@ -37,15 +37,17 @@ class TurnEmbedder:
     def embed(
         self, audio: np.ndarray, offset: float, *, utterance: int, final: bool
     ) -> TurnWindows:
-        mels = self._encoder.mel_frames(audio)
         frame_power = np.square(audio[: audio.size // HOP * HOP].reshape(-1, HOP)).mean(axis=1)
-        ranges = window_starts(min(len(mels), len(frame_power)))
+        n_frames = min(self._encoder.frame_count(audio.size), len(frame_power))
+        ranges = window_starts(n_frames)
         with self._lock:
             if utterance != self._utterance:  # a new turn: earlier windows are never reused
                 self._cache.clear()
                 self._utterance = utterance
             cached = dict(self._cache)
         todo = [r for r in ranges if (utterance, *r) not in cached]
+        first = min((s for s, _ in todo), default=0)
+        mels = self._encoder.mel_frames(audio, first, max((e for _, e in todo), default=0))
         fresh: dict[tuple[int, int, int], tuple[np.ndarray, float]] = {}
         by_length: dict[int, list[tuple[int, int]]] = {}
         for r in todo:
@@ -55,13 +57,13 @@ class TurnEmbedder:
             for start, end in group:
                 power = float(frame_power[start:end].mean())
                 gain = _TARGET_POWER / power if 0 < power < _TARGET_POWER else 1.0
-                batch.append(mels[start:end] * gain)
+                batch.append(mels[start - first : end - first] * gain)
             embeddings = self._encoder.embed_mels(np.stack(batch))
             for (start, end), embedding in zip(group, embeddings, strict=True):
                 fresh[(utterance, start, end)] = (embedding, voiced_share(frame_power[start:end]))
         with self._lock:
             if self._utterance == utterance and not final:
-                n_complete = len(mels) - _EDGE_FRAMES
+                n_complete = n_frames - _EDGE_FRAMES
                 self._cache.update({k: v for k, v in fresh.items() if k[2] <= n_complete})
             if final:
                 self._cache.clear()

@@ -111,16 +111,25 @@ class VoiceEncoder:
         change = _TARGET_DBFS - 20 * np.log10(rms)
         return audio if change <= 0 else (audio * 10 ** (change / 20)).astype(np.float32)
 
-    def mel_frames(self, audio: np.ndarray) -> np.ndarray:
-        """Power mel spectrogram, (frames, 40); frame i is centred on sample i * 160."""
+    @staticmethod
+    def frame_count(n_samples: int) -> int:
+        return 1 + n_samples // HOP
+
+    def mel_frames(self, audio: np.ndarray, first: int = 0, stop: int | None = None) -> np.ndarray:
+        """Power mel spectrogram rows [first, stop), (frames, 40); frame i is centred on
+        sample i * 160. Computing only the rows needed keeps live turns linear in time."""
         padded = np.pad(
             audio.astype(np.float32),
             N_FFT // 2,
             mode="reflect" if audio.size > N_FFT // 2 else "constant",
         )
-        n_frames = 1 + (padded.size - N_FFT) // HOP
+        n_frames = self.frame_count(audio.size)
+        stop = n_frames if stop is None else min(stop, n_frames)
+        first = min(first, stop)
         frames = np.lib.stride_tricks.as_strided(
-            padded, shape=(n_frames, N_FFT), strides=(padded.strides[0] * HOP, padded.strides[0])
+            padded[first * HOP :],
+            shape=(stop - first, N_FFT),
+            strides=(padded.strides[0] * HOP, padded.strides[0]),
         )
         spectrum = np.abs(np.fft.rfft(frames * self._window, axis=1)) ** 2
         return (spectrum.astype(np.float32) @ self._mel.T).astype(np.float32)

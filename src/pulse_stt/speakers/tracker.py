@@ -167,10 +167,12 @@ class SpeakerTracker:
         weights = np.clip(windows.speech, 0.05, 1.0)
         # Someone new only with enough voice behind it; else the best known speaker.
         is_new = path == new_state
-        new_voice = (
-            (1.1 + 0.5 * int(is_new.sum())) * float(weights[is_new].mean()) if is_new.any() else 0.0
-        )
-        if is_new.any() and not bootstrap and new_voice < cfg.min_new_speech_s:
+        if is_new.any():  # seconds of voice: 1.6 s for one window, +0.5 s for each further one
+            span_s = 1.6 + 0.5 * (int(is_new.sum()) - 1)
+            new_voice = span_s * float(weights[is_new].mean())
+        else:
+            new_voice = 0.0
+        if is_new.any() and new_voice < cfg.min_new_speech_s:
             for i in np.flatnonzero(is_new):
                 best = int(scores[i, :new_state].argmax())
                 path[i] = best
