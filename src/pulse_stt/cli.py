@@ -125,6 +125,36 @@ def _model(settings: Settings) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    """Concurrent real-time streams of FILEs against a running server; prints a table."""
+    import asyncio
+    import os
+
+    import numpy as np
+
+    from pulse_stt.audio.container import iter_file_audio
+    from pulse_stt.client.loadgen import TABLE_HEADER, LoadClip, run_load, table_row
+
+    key = args.key or os.environ.get("PULSE_STT_API_KEY")
+    if not key:
+        print("pulse-stt bench: pass --key or set PULSE_STT_API_KEY", file=sys.stderr)
+        return 2
+    clips = []
+    for path in args.files:
+        with open(path, "rb") as file:
+            clips.append(LoadClip(np.concatenate(list(iter_file_audio(file)))))
+    print(
+        f"{len(clips)} file(s) per session, {args.frame_ms} ms frames, real-time pace, "
+        "finalize after each file"
+    )
+    print(TABLE_HEADER)
+    print("|---" * 7 + "|")
+    for count in args.sessions:
+        summary = asyncio.run(run_load(args.url, key, clips, count, frame_ms=args.frame_ms))
+        print(table_row(summary), flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pulse-stt", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -142,11 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     key_commands.add_parser("list", help="list keys with their audio seconds")
     revoke = key_commands.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id", type=int)
+    bench = commands.add_parser(
+        "bench", help="stream FILEs from N concurrent callers to a server; print latencies"
+    )
+    bench.add_argument("files", nargs="+", metavar="FILE", help="audio files (any container)")
+    bench.add_argument("--url", default="ws://127.0.0.1:8000", help="the server's ws(s)://")
+    bench.add_argument("--key", help="API key (default: $PULSE_STT_API_KEY)")
+    bench.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8])
+    bench.add_argument("--frame-ms", type=int, default=20, choices=(20, 40, 60, 80, 100))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":  # a client: no server settings needed
+        return _bench(args)
     try:
         settings = _settings(args)
     except ValidationError as exc:

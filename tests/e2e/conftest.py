@@ -27,6 +27,7 @@ class Server:
     key: str
     env: dict[str, str]
     log: Path
+    pid: int | None = None
 
     @property
     def ws(self) -> str:
@@ -91,7 +92,7 @@ def running_server(data_dir: Path, **settings: str) -> Iterator[Server]:
             if time.monotonic() > deadline:
                 pytest.fail(f"server not ready in time:\n{log.read_text()}")
             time.sleep(0.3)
-        yield Server("127.0.0.1", port, API_KEY, env, log)
+        yield Server("127.0.0.1", port, API_KEY, env, log, proc.pid)
     finally:
         proc.terminate()
         try:

@@ -1,0 +1,110 @@
+"""N concurrent real-time streams against one server: latency, finals, WER, CPU, RSS.
+
+Every session streams the five LibriVox clips of pocketsphinx-testdata (24.7 s) at
+real-time pace in 20 ms frames, with `finalize` after each clip, sessions started 0.25 s
+apart (each starts at a different clip). The server is started here (or pass --url/--key
+and no CPU/RSS figures are taken). Prints one row per session count; never fails.
+
+    .venv/bin/python bench/concurrent_streams.py --sessions 1 2 4 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.e2e.audio import librivox_clips, wer
+from tests.e2e.conftest import running_server
+
+from pulse_stt.client.loadgen import TABLE_HEADER, LoadClip, run_load, table_row
+
+_TICK = 0.5
+
+
+def _proc_stats(pid: int) -> tuple[float, int]:
+    """(CPU seconds used, RSS bytes) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return ticks / 100.0, rss_pages * 4096
+
+
+class _Sampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_rss = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak_rss = max(self.peak_rss, _proc_stats(self.pid)[1])
+            time.sleep(_TICK)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--frame-ms", type=int, default=20)
+    parser.add_argument("--url", help="ws://host:port of a running server")
+    parser.add_argument("--key", help="its API key")
+    args = parser.parse_args()
+    library = librivox_clips()
+    clips = [LoadClip(c.audio, c.text) for c in library]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.url:
+            server, url, key, pid = None, args.url, args.key, None
+        else:
+            server = running_server(Path(tmp))
+            running = server.__enter__()
+            url, key, pid = running.ws, running.key, running.pid
+        try:
+            print(
+                f"{len(clips)} LibriVox clips per session, {args.frame_ms} ms frames, "
+                "real-time pace, finalize after each clip"
+            )
+            print(TABLE_HEADER + " WER of finals | server CPU (cores) | peak RSS (MB) |")
+            print("|---" * 10 + "|")
+            for count in args.sessions:
+                sampler = _Sampler(pid) if pid else None
+                cpu0 = _proc_stats(pid)[0] if pid else 0.0
+                if sampler:
+                    sampler.start()
+                started = time.monotonic()
+                summary = asyncio.run(run_load(url, key, clips, count, frame_ms=args.frame_ms))
+                wall = time.monotonic() - started
+                cpu = (_proc_stats(pid)[0] - cpu0) / wall if pid else float("nan")
+                if sampler:
+                    sampler.stop.set()
+                    sampler.join()
+                wers = [_session_wer(library, texts) for texts in summary.final_texts]
+                rss = sampler.peak_rss / 2**20 if sampler else float("nan")
+                print(
+                    table_row(summary)
+                    + f" {statistics.median(wers):.3f} | {cpu:.2f} | {rss:.0f} |",
+                    flush=True,
+                )
+        finally:
+            if server is not None:
+                server.__exit__(None, None, None)
+
+
+def _session_wer(library: list, texts: list[str]) -> float:
+    """WER of one session's finals against the clips in the order that session sent them
+    (session i starts at clip i mod 5; its first final tells which)."""
+    first = texts[0] if texts else ""
+    start = min(range(len(library)), key=lambda i: wer(library[i].text, first))
+    ordered = library[start:] + library[:start]
+    return wer(" ".join(c.text for c in ordered), " ".join(texts))
+
+
+if __name__ == "__main__":
+    main()
