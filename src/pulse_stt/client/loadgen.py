@@ -103,9 +103,8 @@ async def run_session(
                         await asyncio.sleep(ahead)
 
             for clip in clips:
-                clip_spans.append((position / RATE, (position + clip.audio.size) / RATE, 0.0))
-                wall = time.monotonic()
-                clip_spans[-1] = (*clip_spans[-1][:2], wall)
+                start_s = position / RATE
+                clip_spans.append((start_s, start_s + clip.audio.size / RATE, time.monotonic()))
                 await push(clip.audio)
                 await push(np.zeros(int(0.3 * RATE), np.float32))
                 finalize_sent.append(time.monotonic())
@@ -126,11 +125,9 @@ async def run_session(
     return figures
 
 
-def _wall_time_of(position: float, sent_at: list[tuple[float, float]]) -> float:
+def _wall_time_of(position: float, positions: np.ndarray, walls: np.ndarray) -> float:
     """When the frame holding audio second `position` was sent."""
-    positions = [p for p, _ in sent_at]
-    index = min(int(np.searchsorted(positions, position)), len(sent_at) - 1)
-    return sent_at[index][1]
+    return float(walls[min(int(np.searchsorted(positions, position)), len(walls) - 1)])
 
 
 def _score(
@@ -153,6 +150,8 @@ def _score(
     if close_sent and last:
         figures.close_to_last = last[0] - close_sent[0]
     # Word lag: the first message (partial or final) that holds each final word.
+    positions = np.array([p for p, _ in sent_at])
+    walls = np.array([w for _, w in sent_at])
     for _, final in finals:
         for word in final.get("words", []):
             key = _norm(word["word"])
@@ -166,7 +165,7 @@ def _score(
                 None,
             )
             if first_seen is not None and key:
-                figures.word_lag.append(first_seen - _wall_time_of(word["end"], sent_at))
+                figures.word_lag.append(first_seen - _wall_time_of(word["end"], positions, walls))
     for audio_start, audio_end, wall_start in clip_spans:
         first = next(
             (

@@ -97,6 +97,17 @@ def _viterbi(scores: np.ndarray, penalty: float) -> np.ndarray:
     return path
 
 
+def _decode(
+    windows: TurnWindows, scores: np.ndarray, config: TrackerConfig
+) -> tuple[np.ndarray, list[float]]:
+    """The Viterbi path over `scores` (windows × states) and each window's confidence."""
+    # Windows that are mostly silence carry little evidence either way.
+    evidence = np.clip(windows.speech * 1.5, 0.2, 1.0)[:, None]
+    path = _viterbi(scores * evidence, config.switch_penalty)
+    confidences = [_confidence(scores[i], int(s), config.temperature) for i, s in enumerate(path)]
+    return path, confidences
+
+
 def _confidence(similarities: np.ndarray, chosen: int, temperature: float) -> float:
     logits = similarities / temperature
     probs = np.exp(logits - logits.max())
@@ -146,24 +157,24 @@ class SpeakerTracker:
         bonus = cfg.young_bonus / np.sqrt(np.maximum(maturity, 1.0))
         similarities = windows.embeddings @ known.T + bonus[None, :]
         scores = np.concatenate([similarities, np.full((n, 1), cfg.new_speaker_similarity)], axis=1)
-        # Windows that are mostly silence carry little evidence either way.
-        evidence = np.clip(windows.speech * 1.5, 0.2, 1.0)[:, None]
-        path = _viterbi(scores * evidence, cfg.switch_penalty)
+        path, confidences = _decode(windows, scores, cfg)
         new_state = len(known)
-        labels, confidences = self._resolve(windows, path, scores, new_state, bootstrap, commit)
+        labels, confidences = self._resolve(
+            windows, path, confidences, scores, new_state, bootstrap, commit
+        )
         return SpeakerTrack(_spans(windows, labels, confidences))
 
     def _resolve(
         self,
         windows: TurnWindows,
         path: np.ndarray,
+        confidences: list[float],
         scores: np.ndarray,
         new_state: int,
         bootstrap: bool,
         commit: bool,
     ) -> tuple[list[int], list[float]]:
         cfg = self.config
-        confidences = [_confidence(scores[i], int(s), cfg.temperature) for i, s in enumerate(path)]
         weights = np.clip(windows.speech, 0.05, 1.0)
         # Someone new only with enough voice behind it; else the best known speaker.
         is_new = path == new_state
@@ -215,9 +226,7 @@ def _relabel(
     if not len(windows.embeddings):
         return [], []
     scores = windows.embeddings @ centroids.T
-    evidence = np.clip(windows.speech * 1.5, 0.2, 1.0)[:, None]
-    path = _viterbi(scores * evidence, config.switch_penalty)
-    confidences = [_confidence(scores[i], int(s), config.temperature) for i, s in enumerate(path)]
+    path, confidences = _decode(windows, scores, config)
     return [int(s) for s in path], confidences
 
 
