@@ -47,6 +47,21 @@ class Settings(BaseSettings):
         "int8", description="CTranslate2 compute type (int8, int8_float16, float16, float32, ...)."
     )
     cpu_threads: int = Field(0, ge=0, description="Threads for inference; 0 = all cores.")
+    max_batch: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Most passes decoded together (finals with finals, partials with "
+        "partials, from different sessions); 1 turns batching off.",
+    )
+    min_window_s: float = Field(
+        15.0,
+        ge=5.0,
+        le=30.0,
+        description="Shortest encoder window a pass gets (audio padded with silence). "
+        "Shorter is cheaper, but Whisper loops on very short windows; 30 = always the full "
+        "window, like offline faster-whisper.",
+    )
     data_dir: Path = Field(
         default_factory=_default_data_dir, description="Where the SQLite database lives."
     )

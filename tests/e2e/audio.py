@@ -34,6 +34,69 @@ def librivox_clips() -> list[Clip]:
     ]
 
 
+def card_clips() -> list[Clip]:
+    """pocketsphinx-testdata's five short read card names (1-3.5 s, one speaker)."""
+    folder = LIBRIVOX.parent / "cards"
+    refs: dict[str, str] = {}
+    for line in (folder / "cards.transcription").read_text().splitlines():
+        m = re.match(r"<s>(.*)</s>\s*\((.*)\)", line.strip())
+        if m:
+            refs[m.group(2)] = m.group(1).strip()
+    return [
+        Clip(f"cards-{n}", decode_audio(str(folder / f"{n}.wav"), sampling_rate=RATE), refs[n])
+        for n in sorted(refs)
+    ]
+
+
+# Everyday sentences for espeak-ng: a larger accuracy set than the real recordings alone
+# (the recordings come first in every figure; these add words, voices and speeds).
+WER_SENTENCES = (
+    "The quarterly report shows that revenue grew faster than expected in the northern region.",
+    "Please schedule the follow up meeting for next Tuesday afternoon at the main office.",
+    "She walked along the river until the sun went down behind the distant hills.",
+    "Our support team will call you back as soon as an engineer becomes available.",
+    "The package was delivered to the wrong address and had to be returned to the warehouse.",
+    "Before you leave the building, make sure every window is closed and the alarm is set.",
+    "He told the committee that the new bridge would open to traffic early next spring.",
+    "I would like to change my flight to a later departure if there is still a seat available.",
+    "The children built a small wooden boat and sailed it across the pond in the park.",
+    "Most of the questions from the audience were about the cost of the new program.",
+    "We need to replace the battery in the smoke detector before the end of the week.",
+    "The doctor recommended more sleep, less coffee and a short walk after every meal.",
+    "A strong wind blew through the valley and knocked down several old trees.",
+    "The library will be closed on Monday while the heating system is being repaired.",
+    "Can you send me the latest version of the contract so that I can review it tonight.",
+    "The museum opened a new exhibition about the history of maps and navigation.",
+    "After a long discussion, the board agreed to postpone the decision until next month.",
+    "The train was delayed because of a signal failure just outside the city.",
+    "My grandmother grew tomatoes, beans and potatoes in the garden behind her house.",
+    "Customers who order before noon will receive their parcels on the same day.",
+    "The orchestra played a quiet piece while the guests found their seats.",
+    "Remember to bring a warm jacket because the evening air gets cold near the lake.",
+    "The research team collected samples from twelve different lakes across the country.",
+    "Thank you for calling, your conversation may be recorded for training purposes.",
+)
+_VOICES = ("en-us", "en-gb", "en-us+m3", "en-gb+f3")
+_SPEEDS = (150, 170, 140, 160)
+
+
+def espeak_sentence_clips(tmp: Path) -> list[Clip]:
+    """WER_SENTENCES spoken by four espeak-ng voices at four speeds."""
+    return [
+        Clip(
+            f"espeak-{i}",
+            espeak(text, tmp, voice=_VOICES[i % 4], speed=_SPEEDS[(i // 4) % 4]),
+            text,
+        )
+        for i, text in enumerate(WER_SENTENCES)
+    ]
+
+
+def wer_corpus(tmp: Path) -> list[Clip]:
+    """Everything with a reference transcript: LibriVox, cards, espeak-ng sentences."""
+    return librivox_clips() + card_clips() + espeak_sentence_clips(tmp)
+
+
 def silence(seconds: float, rate: int = RATE) -> np.ndarray:
     return np.zeros(int(seconds * rate), dtype=np.float32)
 
@@ -94,6 +157,18 @@ _NORMALIZE = jiwer.Compose(
         jiwer.ReduceToListOfListOfWords(),
     ]
 )
+
+
+def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
+    """WER over a whole set (errors / reference words), with the same normalisation."""
+    return float(
+        jiwer.wer(
+            references,
+            hypotheses,
+            reference_transform=_NORMALIZE,
+            hypothesis_transform=_NORMALIZE,
+        )
+    )
 
 
 def wer(reference: str, hypothesis: str) -> float:

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from pulse_stt.config import Settings
 from pulse_stt.engine.model_store import resolve_model_dir
 from pulse_stt.engine.scheduler import DecodeScheduler
-from pulse_stt.engine.transcriber import WhisperTranscriber
+from pulse_stt.engine.transcriber import WhisperTranscriber, WindowPolicy
 from pulse_stt.engine.types import DecodeJob, Hypothesis
 
 log = logging.getLogger(__name__)
@@ -25,9 +25,15 @@ class Engine:
             device=settings.device,
             compute_type=settings.compute_type,
             cpu_threads=threads,
+            windows=WindowPolicy(min_window_s=settings.min_window_s),
         )
         self.model_dir = model_dir
-        self.scheduler = DecodeScheduler(self.transcriber.decode)
+        self.scheduler = DecodeScheduler(
+            self.transcriber.decode,
+            decode_batch=self.transcriber.decode_batch,
+            batch_key=self.transcriber.batch_key,
+            max_batch=settings.max_batch,
+        )
 
     def submit(self, job: DecodeJob) -> Future[Hypothesis | None]:
         return self.scheduler.submit(job)

@@ -5,6 +5,13 @@ background work, round-robin between sessions: a live session's partial (only it
 one: a queued partial is replaced by the next, so a backed-up queue sheds stale work
 instead of growing) or a whole-file request's next batch pass (REST: one pass per turn,
 so a long file cannot starve live sessions).
+
+Batching: with a `decode_batch` function and a `batch_key`, the worker takes the job the
+policy picks and, with it, up to `max_batch - 1` more queued jobs of the same key (more
+finals in arrival order, or the next sessions' partials in round-robin order), and runs
+them as one pass. The partial cadence adapts to load by itself: while a session waits
+for the worker, its partials are coalesced to the newest, so each session gets about one
+partial per batch round however many sessions there are.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from pulse_stt.engine.types import DecodeJob, Hypothesis
 log = logging.getLogger(__name__)
 
 DecodeFn = Callable[[DecodeJob], Hypothesis]
+BatchDecodeFn = Callable[[list[DecodeJob]], list["Hypothesis | BaseException"]]
+BatchKeyFn = Callable[[DecodeJob], object]
 _Item = tuple[DecodeJob, "Future[Hypothesis | None]"]
 
 
@@ -28,8 +37,20 @@ class SchedulerClosedError(RuntimeError):
 
 
 class DecodeScheduler:
-    def __init__(self, decode: DecodeFn, *, workers: int = 1, name: str = "decode") -> None:
+    def __init__(
+        self,
+        decode: DecodeFn,
+        *,
+        workers: int = 1,
+        name: str = "decode",
+        decode_batch: BatchDecodeFn | None = None,
+        batch_key: BatchKeyFn | None = None,
+        max_batch: int = 8,
+    ) -> None:
         self._decode = decode
+        self._decode_batch = decode_batch
+        self._batch_key = batch_key if decode_batch is not None else None
+        self._max_batch = max(1, max_batch)
         self._cond = threading.Condition()
         self._finals: deque[_Item] = deque()
         self._background: OrderedDict[str, deque[_Item]] = OrderedDict()
@@ -81,28 +102,72 @@ class DecodeScheduler:
             if not future.done():  # the caller may have cancelled it already
                 future.set_result(None)
 
-    def _next(self) -> _Item | None:
+    def _next(self) -> list[_Item] | None:
         with self._cond:
             while not self._finals and not self._background:
                 if self._closed:
                     return None
                 self._cond.wait()
             if self._finals:
-                return self._finals.popleft()
-            session_id, queue = next(iter(self._background.items()))
-            item = queue.popleft()
+                return self._take_finals()
+            return self._take_background()
+
+    def _same_key(self, first: DecodeJob) -> Callable[[DecodeJob], bool]:
+        if self._batch_key is None or self._max_batch == 1:
+            return lambda _job: False
+        key = self._batch_key(first)
+        return lambda job: self._batch_key(job) == key  # type: ignore[misc]
+
+    def _take_finals(self) -> list[_Item]:
+        batch = [self._finals.popleft()]
+        joins = self._same_key(batch[0][0])
+        kept: deque[_Item] = deque()
+        while self._finals:
+            item = self._finals.popleft()
+            if len(batch) < self._max_batch and joins(item[0]):
+                batch.append(item)
+            else:
+                kept.append(item)
+        self._finals = kept
+        return batch
+
+    def _take_background(self) -> list[_Item]:
+        batch: list[_Item] = []
+        joins: Callable[[DecodeJob], bool] | None = None
+        for session_id in list(self._background):
+            queue = self._background[session_id]
+            if batch and (len(batch) >= self._max_batch or not joins or not joins(queue[0][0])):
+                continue
+            batch.append(queue.popleft())
+            if joins is None:
+                joins = self._same_key(batch[0][0])
             del self._background[session_id]
             if queue:  # more batch work: back of the line, behind the other sessions
                 self._background[session_id] = queue
-            return item
+        return batch
 
     def _run(self) -> None:
-        while (item := self._next()) is not None:
-            job, future = item
-            if not future.set_running_or_notify_cancel():
+        while (items := self._next()) is not None:
+            items = [(job, f) for job, f in items if f.set_running_or_notify_cancel()]
+            if not items:
                 continue
             try:
-                future.set_result(self._decode(job))
+                if self._decode_batch is not None:
+                    results = self._decode_batch([job for job, _ in items])
+                else:
+                    results = [self._decode_one(job) for job, _ in items]
             except Exception as exc:  # one bad pass must not take the worker down
-                log.exception("decode pass failed for session %s", job.session_id)
-                future.set_exception(exc)
+                log.exception("decode pass failed for %d job(s)", len(items))
+                results = [exc] * len(items)
+            for (_, future), result in zip(items, results, strict=True):
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def _decode_one(self, job: DecodeJob) -> Hypothesis | BaseException:
+        try:
+            return self._decode(job)
+        except Exception as exc:
+            log.exception("decode pass failed for session %s", job.session_id)
+            return exc

@@ -1,18 +1,34 @@
-"""One decoding pass of Whisper (faster-whisper / CTranslate2) over one utterance.
+"""Decoding passes of Whisper (faster-whisper / CTranslate2), one or several at a time.
 
-Sessions hand us utterances of at most one model window (30 s), already gated by VAD,
-so a pass is: features → one encoder run → language choice from that same encoder
-output → decode with temperature fallback → word alignment. Going through
-`WhisperModel.transcribe` instead would encode twice for language detection and, with
-word timings on, re-decode the tail after the last word (where Whisper invents "you.").
+Sessions hand us utterances of at most one model window (30 s), already gated by VAD.
+A pass is: features → encoder → language choice from that same encoder output → decode
+→ word alignment. Going through `WhisperModel.transcribe` instead would encode twice for
+language detection and, with word timings on, re-decode the tail after the last word
+(where Whisper invents "you.").
+
+Two measured facts shape it (bench/engine_passes.py, 2-core CPU, Whisper base int8):
+
+- Windows shorter than 30 s are much cheaper to encode (15 s: ~65 ms, 30 s: ~280 ms), but
+  Whisper was trained on 30 s windows and loops or truncates on very short ones (audio +
+  1-3 s of padding tripled WER). From a 15 s window up, WER equals the 30 s one. So every
+  pass gets a window of at least `min_window_s`, in 5 s steps, and a final whose short
+  pass shows a loop, a low log-probability or a hit token cap is redone on the full 30 s
+  window exactly as offline faster-whisper decodes it.
+- The decoder, not the encoder, dominates a pass (~10 ms a token greedy, ~15-20 ms with
+  beam 5), and it batches well on CPU: 8 finals decode together in about twice the time
+  of one. Encoding does not batch on CPU (it is compute-bound), so each job is encoded on
+  its own and the encoder outputs of equal-window jobs are stacked for one `generate`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+import math
+import zlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
@@ -24,8 +40,6 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
-_FINAL_PADDING = WINDOW_SAMPLES
-_PARTIAL_PADDING = SAMPLE_RATE
 _MIN_DECODE_SAMPLES = SAMPLE_RATE // 10  # under 100 ms there is no word to find
 # Whisper's own hallucination guards.
 _NO_SPEECH_THRESHOLD = 0.6
@@ -65,11 +79,73 @@ _PARTIAL_OPTIONS = replace(_BASE_OPTIONS, beam_size=1, temperatures=[0.0])
 _PRO_OPTIONS = replace(_BASE_OPTIONS, patience=2.0, temperatures=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
 
 
+@dataclass(frozen=True)
+class WindowPolicy:
+    """How long an encoder window a pass gets (see the module docstring for why)."""
+
+    min_window_s: float = 15.0
+    step_s: float = 5.0
+    padding_s: float = 1.0  # silence after the audio, at least
+
+    def window_samples(self, audio_samples: int) -> int:
+        if self.min_window_s >= 30:
+            return WINDOW_SAMPLES
+        needed = audio_samples / SAMPLE_RATE + self.padding_s
+        steps = max(self.min_window_s, math.ceil(needed / self.step_s) * self.step_s)
+        return min(WINDOW_SAMPLES, int(steps * SAMPLE_RATE))
+
+
+def _token_cap(audio_samples: int) -> int:
+    """Speech runs at 3-4 tokens a second; 10 a second leaves room for fast talkers."""
+    return 10 + int(10 * audio_samples / SAMPLE_RATE)
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def repeats_itself(text: str) -> bool:
+    """A decoding loop: a word 4x, a pair 3x, or a longer phrase twice, back to back."""
+    words = [w.strip(".,!?;:").lower() for w in text.split()]
+    for n in range(1, len(words) // 2 + 1):
+        times = 4 if n == 1 else 3 if n == 2 else 2
+        for i in range(len(words) - n * times + 1):
+            first = words[i : i + n]
+            if all(words[i + k * n : i + (k + 1) * n] == first for k in range(1, times)):
+                return True
+    return False
+
+
+@dataclass
+class _Prepared:
+    """One job after its encoder pass, ready to join a batched decode."""
+
+    job: DecodeJob
+    audio: np.ndarray
+    encoder_output: np.ndarray  # (1, frames, dims) float32
+    language: str
+    candidates: tuple[str, ...]
+    tokenizer: Tokenizer
+    prompt: list[int]
+    cap: int | None  # token cap for short windows; None on the full window
+
+    @property
+    def num_frames(self) -> int:
+        return min(self.audio.size // 160, 3000)
+
+
 class WhisperTranscriber:
     """Owns the model. Not thread-safe by contract: the scheduler calls it from one thread."""
 
     def __init__(
-        self, model_dir: Path, *, device: str, compute_type: str, cpu_threads: int
+        self,
+        model_dir: Path,
+        *,
+        device: str,
+        compute_type: str,
+        cpu_threads: int,
+        windows: WindowPolicy | None = None,
     ) -> None:
         self.model = WhisperModel(
             str(model_dir),
@@ -79,61 +155,177 @@ class WhisperTranscriber:
             num_workers=1,
         )
         self.multilingual = self.model.model.is_multilingual
+        self.windows = windows or WindowPolicy()
+        self.fallbacks = 0  # finals redone on the full window (read by benchmarks)
+
+    # -- public ------------------------------------------------------------------------
+
+    def batch_key(self, job: DecodeJob) -> tuple[object, ...]:
+        """Jobs with equal keys can share one batched decode."""
+        audio = min(job.audio.size, WINDOW_SAMPLES)
+        prompt_tokens = len(self.model.hf_tokenizer.encode(job.prompt).ids) if job.prompt else 0
+        return (
+            job.is_final,
+            job.pro,
+            job.batch,
+            job.word_timestamps,
+            self.windows.window_samples(audio),
+            prompt_tokens,
+            job.hotwords,
+        )
 
     def decode(self, job: DecodeJob) -> Hypothesis:
+        result = self.decode_batch([job])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def decode_batch(self, jobs: list[DecodeJob]) -> list[Hypothesis | BaseException]:
+        """Decode jobs with equal `batch_key`s together; a failure is returned per job."""
+        results: list[Hypothesis | BaseException | None] = [None] * len(jobs)
+        prepared: list[tuple[int, _Prepared]] = []
+        for i, job in enumerate(jobs):
+            try:
+                if job.pro:  # the whole-file `pulse-pro` pass: always the offline decoding
+                    results[i] = self._full_window(job)
+                    continue
+                ready = self._prepare(job)
+            except Exception as exc:
+                log.exception("decode pass failed for session %s", job.session_id)
+                results[i] = exc
+                continue
+            if isinstance(ready, Hypothesis):
+                results[i] = ready
+            else:
+                prepared.append((i, ready))
+        if prepared:
+            decoded = self._decode_prepared([item for _, item in prepared])
+            for (i, _), hyp in zip(prepared, decoded, strict=True):
+                results[i] = hyp
+        return [r if r is not None else Hypothesis("") for r in results]
+
+    # -- passes ------------------------------------------------------------------------
+
+    def _prepare(self, job: DecodeJob, *, full_window: bool = False) -> _Prepared | Hypothesis:
         audio = np.ascontiguousarray(job.audio[:WINDOW_SAMPLES], dtype=np.float32)
         if audio.size < _MIN_DECODE_SAMPLES:
             return Hypothesis("", language=job.language)
         model = self.model
         extractor = model.feature_extractor
-        num_frames = min(audio.size // extractor.hop_length, extractor.nb_max_frames)
-        # Pad with silence in the audio domain, as Whisper was trained (a full 30 s window
-        # for finals, like offline faster-whisper; 1 s for partials, whose encoder input is
-        # only as long as their audio: its cost grows with length, ~6x less for 3 s).
-        padding = _FINAL_PADDING if job.is_final else _PARTIAL_PADDING
-        features = extractor(audio, padding=padding)[:, : extractor.nb_max_frames]
-        encoder_output = model.encode(np.ascontiguousarray(features))
-        language, candidates = self._choose_language(job, encoder_output)
+        window = WINDOW_SAMPLES if full_window else self.windows.window_samples(audio.size)
+        # Pad with silence in the audio domain, as Whisper was trained.
+        features = extractor(audio, padding=window - audio.size)[:, : window // 160]
+        encoded = model.model.encode(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])),
+            to_cpu=True,
+        )
+        encoder_output = np.array(encoded)
+        language, candidates = self._choose_language(job, encoded)
         tokenizer = Tokenizer(
             model.hf_tokenizer, self.multilingual, task="transcribe", language=language
         )
-        options = _options_for(job)
-        if not job.is_final:
-            # Short inputs can loop: cap the tokens by the audio's length (speech runs at
-            # about 3-4 tokens a second; 8 leaves room for fast talkers and punctuation).
-            cap = 8 + int(8 * audio.size / SAMPLE_RATE)
-            options = replace(options, max_new_tokens=min(cap, model.max_length // 2))
         previous = tokenizer.encode(" " + job.prompt.strip()) if job.prompt else []
         prompt = model.get_prompt(
             tokenizer, previous_tokens=previous, without_timestamps=True, hotwords=job.hotwords
         )
-        result, avg_logprob, _temperature, compression = model.generate_with_fallback(
-            encoder_output, prompt, tokenizer, options
+        cap = None if window == WINDOW_SAMPLES and job.is_final else _token_cap(audio.size)
+        return _Prepared(job, audio, encoder_output, language, candidates, tokenizer, prompt, cap)
+
+    def _decode_prepared(self, items: list[_Prepared]) -> list[Hypothesis | BaseException]:
+        options = _options_for(items[0].job)
+        try:
+            results = self._generate(items, options)
+        except Exception as exc:
+            if len(items) == 1:
+                log.exception("decode pass failed for session %s", items[0].job.session_id)
+                return [exc]
+            # One bad item must not sink the others: decode each on its own.
+            return [self._decode_prepared([item])[0] for item in items]
+        out: list[Hypothesis | BaseException] = []
+        for item, result in zip(items, results, strict=True):
+            try:
+                out.append(self._accept(item, result, options))
+            except Exception as exc:
+                log.exception("decode pass failed for session %s", item.job.session_id)
+                out.append(exc)
+        return out
+
+    def _generate(
+        self, items: list[_Prepared], options: TranscriptionOptions
+    ) -> list[ctranslate2.models.WhisperGenerationResult]:
+        model = self.model
+        caps = [len(i.prompt) + (i.cap or model.max_length) for i in items]
+        stacked = np.ascontiguousarray(np.concatenate([i.encoder_output for i in items]))
+        return model.model.generate(
+            ctranslate2.StorageView.from_array(stacked),
+            [i.prompt for i in items],
+            beam_size=options.beam_size,
+            patience=options.patience,
+            length_penalty=options.length_penalty,
+            repetition_penalty=options.repetition_penalty,
+            no_repeat_ngram_size=options.no_repeat_ngram_size,
+            max_length=min(max(caps), model.max_length),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=options.suppress_blank,
+            suppress_tokens=options.suppress_tokens,
+            max_initial_timestamp_index=round(options.max_initial_timestamp / model.time_precision),
         )
+
+    def _accept(
+        self,
+        item: _Prepared,
+        result: ctranslate2.models.WhisperGenerationResult,
+        options: TranscriptionOptions,
+    ) -> Hypothesis:
+        tokenizer = item.tokenizer
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        avg_logprob = result.scores[0] * len(tokens) ** options.length_penalty / (len(tokens) + 1)
+        text = tokenizer.decode(tokens).strip()
+        silent = result.no_speech_prob > _NO_SPEECH_THRESHOLD and avg_logprob < _LOG_PROB_THRESHOLD
+        looped = (
+            _compression_ratio(text) > _COMPRESSION_RATIO_THRESHOLD
+            or repeats_itself(text)
+            or (item.cap is not None and len(tokens) >= item.cap)
+        )
+        if item.job.is_final and not silent and (looped or avg_logprob < _LOG_PROB_THRESHOLD):
+            # Guarded fallback: redo this final exactly as offline faster-whisper would.
+            self.fallbacks += 1
+            return self._full_window(item.job)
+        if silent or looped or not tokens:
+            return Hypothesis("", language=item.language, language_candidates=item.candidates)
+        words: tuple[Word, ...] = ()
+        if item.job.word_timestamps:
+            words = self._align(item, tokens)
+        return Hypothesis(text, words, item.language, item.candidates)
+
+    def _full_window(self, job: DecodeJob) -> Hypothesis:
+        """A single pass on the 30 s window with temperature fallback (offline decoding)."""
+        item = self._prepare(job, full_window=True)
+        if isinstance(item, Hypothesis):
+            return item
+        model = self.model
+        options = _options_for(job)
+        encoder_output = ctranslate2.StorageView.from_array(item.encoder_output)
+        result, avg_logprob, _temperature, compression = model.generate_with_fallback(
+            encoder_output, item.prompt, item.tokenizer, options
+        )
+        tokens = [t for t in result.sequences_ids[0] if t < item.tokenizer.eot]
         silent = result.no_speech_prob > _NO_SPEECH_THRESHOLD and avg_logprob < _LOG_PROB_THRESHOLD
         if silent or compression > _COMPRESSION_RATIO_THRESHOLD or not tokens:
-            return Hypothesis("", language=language, language_candidates=candidates)
-        text = tokenizer.decode(tokens).strip()
-        words: tuple[Word, ...] = ()
-        if job.word_timestamps:
-            words = self._align(tokens, tokenizer, encoder_output, num_frames, audio.size)
-        return Hypothesis(text, words, language, candidates)
+            return Hypothesis("", language=item.language, language_candidates=item.candidates)
+        text = item.tokenizer.decode(tokens).strip()
+        words = self._align(item, tokens) if job.word_timestamps else ()
+        return Hypothesis(text, words, item.language, item.candidates)
 
-    def _align(
-        self,
-        tokens: list[int],
-        tokenizer: Tokenizer,
-        encoder_output: object,
-        num_frames: int,
-        n: int,
-    ) -> tuple[Word, ...]:
+    def _align(self, item: _Prepared, tokens: list[int]) -> tuple[Word, ...]:
+        n = item.audio.size
         segment = [{"seek": 0, "start": 0.0, "end": n / SAMPLE_RATE, "tokens": tokens}]
         self.model.add_word_timestamps(
             [segment],
-            tokenizer,
-            encoder_output,
-            num_frames,
+            item.tokenizer,
+            ctranslate2.StorageView.from_array(item.encoder_output),
+            item.num_frames,
             _BASE_OPTIONS.prepend_punctuations,
             _BASE_OPTIONS.append_punctuations,
             last_speech_timestamp=0.0,
@@ -151,7 +343,7 @@ class WhisperTranscriber:
         )
 
     def _choose_language(
-        self, job: DecodeJob, encoder_output: object
+        self, job: DecodeJob, encoder_output: ctranslate2.StorageView
     ) -> tuple[str, tuple[str, ...]]:
         if not self.multilingual:
             return "en", ("en",)
