@@ -73,7 +73,7 @@ def main() -> None:
         return out
 
     def engine(final: bool, batch: int, window: float) -> tuple[float, list[str], int]:
-        transcriber.windows = WindowPolicy(min_window_s=window)
+        transcriber.windows = WindowPolicy(final_min_s=window, partial_min_s=window)
         transcriber.fallbacks = 0
         jobs = [
             DecodeJob("bench", c.audio, is_final=final, language="en", word_timestamps=True)

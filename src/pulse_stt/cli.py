@@ -48,10 +48,14 @@ class _DenialResponseNoise(logging.Filter):
 
 def _serve(settings: Settings) -> int:
     import uvicorn
+    from threadpoolctl import threadpool_limits
 
     from pulse_stt.api.app import create_app
     from pulse_stt.api.context import ServerContext
 
+    # numpy's OpenBLAS threads spin between the small matrix products of feature
+    # extraction and VAD and took a third of a core under load; the model has its own.
+    threadpool_limits(1, user_api="blas")
     ctx = ServerContext.create(settings)
     created_key = None
     if settings.api_key is not None:

@@ -46,7 +46,17 @@ class Settings(BaseSettings):
     compute_type: str = Field(
         "int8", description="CTranslate2 compute type (int8, int8_float16, float16, float32, ...)."
     )
-    cpu_threads: int = Field(0, ge=0, description="Threads for inference; 0 = all cores.")
+    decode_workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Decoding passes run at once (threads sharing the one model); 0 = one per "
+        "core on CPU (one thread each beats one pass on all cores: a pass scales poorly "
+        "across threads), 1 on CUDA.",
+    )
+    cpu_threads: int = Field(
+        0, ge=0, description="Threads per decoding pass; 0 = cores / decode_workers."
+    )
     max_batch: int = Field(
         8,
         ge=1,
@@ -58,9 +68,16 @@ class Settings(BaseSettings):
         15.0,
         ge=5.0,
         le=30.0,
-        description="Shortest encoder window a pass gets (audio padded with silence). "
+        description="Shortest encoder window a final gets (audio padded with silence). "
         "Shorter is cheaper, but Whisper loops on very short windows; 30 = always the full "
         "window, like offline faster-whisper.",
+    )
+    partial_min_window_s: float = Field(
+        10.0,
+        ge=5.0,
+        le=30.0,
+        description="Shortest encoder window for partial transcripts (never above "
+        "min_window_s).",
     )
     data_dir: Path = Field(
         default_factory=_default_data_dir, description="Where the SQLite database lives."

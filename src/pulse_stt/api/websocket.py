@@ -13,6 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -133,6 +134,8 @@ class StreamRunner:
         if params.text.diarize and ctx.speaker_encoder is not None:
             self._embedder = TurnEmbedder(ctx.speaker_encoder)
         self._tasks: set[asyncio.Task[None]] = set()
+        # The open turn's speculative final pass: (utterance, its engine future).
+        self._speculation: tuple[int, Future[Hypothesis | None]] | None = None
         # Word timings are needed for utterances[] even when words[] is not sent.
         self._want_words = params.text.word_timestamps or params.text.sentence_timestamps
 
@@ -230,7 +233,37 @@ class StreamRunner:
             if isinstance(action, AudioProblem):
                 self._post(self._bad_audio(action.message))
                 continue
-            self._outbox.put_nowait(_Pending(action, self._submit(action), self._embed(action)))
+            self._outbox.put_nowait(_Pending(action, self._decode(action), self._embed(action)))
+
+    def _decode(self, work: UtteranceAudio) -> asyncio.Future[Hypothesis | None] | None:
+        speculation = self._speculation
+        if work.is_final:
+            self._speculation = None
+        if (
+            work.reuses_speculation
+            and speculation is not None
+            and speculation[0] == work.utterance
+        ):
+            return asyncio.ensure_future(self._reuse(speculation[1], work))
+        submitted = self._submit(work)
+        if submitted is None:
+            return None
+        if work.speculative:
+            self._speculation = (work.utterance, submitted)
+        return asyncio.wrap_future(submitted)
+
+    async def _reuse(
+        self, speculation: Future[Hypothesis | None], work: UtteranceAudio
+    ) -> Hypothesis | None:
+        """The final of a turn that ended without speech since its speculative pass."""
+        self.ctx.engine.promote(speculation)  # owed now: ahead of partials
+        with contextlib.suppress(Exception):
+            hyp = await asyncio.wrap_future(speculation)
+            if hyp is not None:
+                return hyp
+        # The speculation was dropped or failed: decode the final now.
+        submitted = self._submit(work)
+        return await asyncio.wrap_future(submitted) if submitted is not None else Hypothesis("")
 
     def _embed(self, work: UtteranceAudio) -> asyncio.Future[TurnWindows] | None:
         """Speaker embeddings of the turn, computed beside its decode."""
@@ -256,24 +289,26 @@ class StreamRunner:
             return None
         return self._speakers.label(windows, commit=item.work.is_final)
 
-    def _submit(self, work: UtteranceAudio) -> asyncio.Future[Hypothesis | None] | None:
+    def _submit(self, work: UtteranceAudio) -> Future[Hypothesis | None] | None:
         if work.audio.size == 0:
             return None
         language = self.params.language
+        final_pass = work.is_final or work.speculative
         job = DecodeJob(
             session_id=self.session_id,
             audio=work.audio,
-            is_final=work.is_final,
+            is_final=final_pass,
+            speculative=work.speculative,
             language=language.fixed
-            or (None if work.is_final else self._languages.get(work.utterance)),
+            or (None if final_pass else self._languages.get(work.utterance)),
             candidates=language.candidates,
             word_timestamps=self._want_words,
             hotwords=self._hotwords,
         )
         try:
-            return asyncio.wrap_future(self.ctx.engine.submit(job))
+            return self.ctx.engine.submit(job)
         except SchedulerClosedError as exc:
-            failed: asyncio.Future[Hypothesis | None] = asyncio.get_running_loop().create_future()
+            failed: Future[Hypothesis | None] = Future()
             failed.set_exception(exc)
             return failed
 

@@ -18,14 +18,27 @@ log = logging.getLogger(__name__)
 class Engine:
     def __init__(self, settings: Settings, model: str | None = None) -> None:
         model_dir = resolve_model_dir(model or settings.model, settings.cache_dir)
-        threads = settings.cpu_threads or (os.cpu_count() or 1)
-        log.info("loading model %s on %s (%s)", model_dir, settings.device, settings.compute_type)
+        cores = os.cpu_count() or 1
+        workers = settings.decode_workers or (1 if settings.device == "cuda" else cores)
+        threads = settings.cpu_threads or max(1, cores // workers)
+        log.info(
+            "loading model %s on %s (%s), %d decode worker(s) x %d thread(s)",
+            model_dir,
+            settings.device,
+            settings.compute_type,
+            workers,
+            threads,
+        )
         self.transcriber = WhisperTranscriber(
             model_dir,
             device=settings.device,
             compute_type=settings.compute_type,
             cpu_threads=threads,
-            windows=WindowPolicy(min_window_s=settings.min_window_s),
+            workers=workers,
+            windows=WindowPolicy(
+                final_min_s=settings.min_window_s,
+                partial_min_s=min(settings.min_window_s, settings.partial_min_window_s),
+            ),
         )
         self.model_dir = model_dir
         self.scheduler = DecodeScheduler(
@@ -33,10 +46,14 @@ class Engine:
             decode_batch=self.transcriber.decode_batch,
             batch_key=self.transcriber.batch_key,
             max_batch=settings.max_batch,
+            workers=workers,
         )
 
     def submit(self, job: DecodeJob) -> Future[Hypothesis | None]:
         return self.scheduler.submit(job)
+
+    def promote(self, future: Future[Hypothesis | None]) -> None:
+        self.scheduler.promote(future)
 
     def cancel_session(self, session_id: str) -> None:
         self.scheduler.cancel_session(session_id)

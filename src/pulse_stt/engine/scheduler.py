@@ -70,7 +70,7 @@ class DecodeScheduler:
                 raise SchedulerClosedError("the engine is shutting down")
             if job.batch:
                 self._background.setdefault(job.session_id, deque()).append((job, future))
-            elif job.is_final:
+            elif job.is_final and not job.speculative:
                 self._finals.append((job, future))
                 self._drop_partial(job.session_id)  # stale now: the final covers that audio
             else:
@@ -78,6 +78,19 @@ class DecodeScheduler:
                 self._background[job.session_id] = deque([(job, future)])
             self._cond.notify()
         return future
+
+    def promote(self, future: Future[Hypothesis | None]) -> None:
+        """Move a queued background job (a speculative final now owed) to the finals queue."""
+        with self._cond:
+            for session_id, queue in self._background.items():
+                for item in queue:
+                    if item[1] is future:
+                        queue.remove(item)
+                        if not queue:
+                            del self._background[session_id]
+                        self._finals.append(item)
+                        self._cond.notify()
+                        return
 
     def cancel_session(self, session_id: str) -> None:
         """Forget a departed session's queued background work (live finals still run)."""

@@ -81,18 +81,24 @@ _PRO_OPTIONS = replace(_BASE_OPTIONS, patience=2.0, temperatures=[0.0, 0.2, 0.4,
 
 @dataclass(frozen=True)
 class WindowPolicy:
-    """How long an encoder window a pass gets (see the module docstring for why)."""
+    """How long an encoder window a pass gets (see the module docstring for why).
 
-    min_window_s: float = 15.0
+    Partials may take a shorter minimum than finals: they are greedy, capped, replaced
+    within half a second, and the final decodes the turn again.
+    """
+
+    final_min_s: float = 15.0
+    partial_min_s: float = 10.0
     step_s: float = 5.0
     padding_s: float = 1.0  # silence after the audio, at least
 
-    def window_samples(self, audio_samples: int) -> int:
-        if self.min_window_s >= 30:
+    def window_samples(self, audio_samples: int, *, final: bool) -> int:
+        minimum = self.final_min_s if final else self.partial_min_s
+        if minimum >= 30:
             return WINDOW_SAMPLES
         needed = audio_samples / SAMPLE_RATE + self.padding_s
-        steps = max(self.min_window_s, math.ceil(needed / self.step_s) * self.step_s)
-        return min(WINDOW_SAMPLES, int(steps * SAMPLE_RATE))
+        seconds = max(minimum, math.ceil(needed / self.step_s) * self.step_s)
+        return min(WINDOW_SAMPLES, int(seconds * SAMPLE_RATE))
 
 
 def _token_cap(audio_samples: int) -> int:
@@ -136,7 +142,8 @@ class _Prepared:
 
 
 class WhisperTranscriber:
-    """Owns the model. Not thread-safe by contract: the scheduler calls it from one thread."""
+    """Owns the model. Safe to call from the scheduler's workers at once: it keeps no state
+    between passes (CTranslate2 serves concurrent calls, one per `workers`)."""
 
     def __init__(
         self,
@@ -145,6 +152,7 @@ class WhisperTranscriber:
         device: str,
         compute_type: str,
         cpu_threads: int,
+        workers: int = 1,
         windows: WindowPolicy | None = None,
     ) -> None:
         self.model = WhisperModel(
@@ -152,11 +160,11 @@ class WhisperTranscriber:
             device=device,
             compute_type=compute_type,
             cpu_threads=cpu_threads,
-            num_workers=1,
+            num_workers=workers,  # CTranslate2 runs up to this many calls at once
         )
         self.multilingual = self.model.model.is_multilingual
         self.windows = windows or WindowPolicy()
-        self.fallbacks = 0  # finals redone on the full window (read by benchmarks)
+        self.fallbacks = 0  # finals redone on the full window (a benchmark figure only)
 
     # -- public ------------------------------------------------------------------------
 
@@ -169,7 +177,7 @@ class WhisperTranscriber:
             job.pro,
             job.batch,
             job.word_timestamps,
-            self.windows.window_samples(audio),
+            self.windows.window_samples(audio, final=job.is_final),
             prompt_tokens,
             job.hotwords,
         )
@@ -212,7 +220,11 @@ class WhisperTranscriber:
             return Hypothesis("", language=job.language)
         model = self.model
         extractor = model.feature_extractor
-        window = WINDOW_SAMPLES if full_window else self.windows.window_samples(audio.size)
+        window = (
+            WINDOW_SAMPLES
+            if full_window
+            else self.windows.window_samples(audio.size, final=job.is_final)
+        )
         # Pad with silence in the audio domain, as Whisper was trained.
         features = extractor(audio, padding=window - audio.size)[:, : window // 160]
         encoded = model.model.encode(

@@ -41,3 +41,6 @@ class DecodeJob:
     pro: bool = False  # the whole-file `pulse-pro` configuration
     batch: bool = False  # whole-file work: queued behind live finals, never coalesced
     prompt: str | None = None  # text that preceded this audio (context for the decoder)
+    # A final-quality pass started at a pause, before the turn is known to be over: queued
+    # and coalesced like a partial until a final `promote`s it.
+    speculative: bool = False

@@ -53,6 +53,11 @@ class Endpointer:
         self._pause_reported = False
         self.last_speech_frame = -1
 
+    @property
+    def silent_frames(self) -> int:
+        """Frames of non-speech since the last speech frame of the open utterance."""
+        return self._silent_frames if self.in_utterance else 0
+
     def push(self, first_frame: int, probs: list[float]) -> list[BoundaryEvent]:
         """Feed consecutive frame probabilities starting at absolute frame `first_frame`."""
         events: list[BoundaryEvent] = []

@@ -22,6 +22,8 @@ FinalReason = Literal["eou", "finalize", "close", "max_length", "max_words"]
 _PREROLL = int(0.3 * MODEL_RATE)  # audio kept before a speech onset (soft consonants)
 _TAIL = int(0.2 * MODEL_RATE)  # audio kept after the last speech frame of a turn
 _MIN_PARTIAL = int(0.3 * MODEL_RATE)
+# Silence after speech that starts a speculative final (see `UtteranceAudio.speculative`).
+_SPECULATE_FRAMES = 5  # 160 ms
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,12 @@ class UtteranceAudio:
     audio: np.ndarray
     is_final: bool
     reason: FinalReason | None = None
+    # A pause-time pass with final quality over the turn so far, shown as a partial; if the
+    # turn then ends with no more speech, its final reuses that pass instead of waiting
+    # for a new one (`reuses_speculation`). Trailing silence changes nothing: every pass
+    # pads its audio with silence anyway.
+    speculative: bool = False
+    reuses_speculation: bool = False
 
     @property
     def from_finalize(self) -> bool:
@@ -87,6 +95,8 @@ class StreamSession:
         self._utt_start: int | None = None  # absolute sample where the open turn's audio starts
         self._min_next_start = 0  # a new turn never re-reads audio an earlier final covered
         self._last_partial_end = 0
+        self._partial_speech_frame = -1  # the endpointer's last speech frame at that partial
+        self._speculated_speech_end: int | None = None  # speech end of the turn's speculation
         self._partial_step = int(config.partial_interval_ms * MODEL_RATE / 1000)
         self._max_len = int(config.max_utterance_s * MODEL_RATE)
         self.input_samples = 0  # decoded samples at the decoder's rate, for usage
@@ -160,8 +170,11 @@ class StreamSession:
             if (
                 end - self._last_partial_end >= self._partial_step
                 and end - self._utt_start >= _MIN_PARTIAL
+                # Silence since the last partial adds no words: no pass for it.
+                and self._endpointer.last_speech_frame > self._partial_speech_frame
             ):
                 self._last_partial_end = end
+                self._partial_speech_frame = self._endpointer.last_speech_frame
                 actions.append(
                     UtteranceAudio(
                         self._utterance,
@@ -185,13 +198,43 @@ class StreamSession:
                         self._min_next_start, self._buffer.start, event.sample - _PREROLL
                     )
                     self._last_partial_end = self._utt_start
+                    self._partial_speech_frame = -1
+                    self._speculated_speech_end = None
                 actions.append(VadNotice("speech_started", round(event.sample / MODEL_RATE, 3)))
             elif event.kind is Boundary.SPEECH_PAUSED:
                 actions.append(VadNotice("speech_ended", round(event.sample / MODEL_RATE, 3)))
             elif event.kind is Boundary.UTTERANCE_ENDED and self._utt_start is not None:
                 end = min(event.sample + _TAIL, (event.frame + 1) * FRAME_SAMPLES)
-                actions.append(self._close_turn("eou", end=end))
+                actions.append(self._close_turn("eou", end=end, speech_end=event.sample))
         self._split_long_turn(actions, judged_end=self._frames_done * FRAME_SAMPLES)
+        self._maybe_speculate(actions)
+
+    def _speech_end(self) -> int | None:
+        """Where the open turn's speech (as judged so far) ends, as an absolute sample."""
+        last = self._endpointer.last_speech_frame
+        return (last + 1) * FRAME_SAMPLES if last >= 0 else None
+
+    def _maybe_speculate(self, actions: list[SessionAction]) -> None:
+        if (
+            not self._config.partials
+            or self._utt_start is None
+            or self._endpointer.silent_frames < _SPECULATE_FRAMES
+        ):
+            return
+        speech_end = self._speech_end()
+        if speech_end is None or speech_end == self._speculated_speech_end:
+            return
+        self._speculated_speech_end = speech_end
+        end = min(speech_end + _TAIL, self._buffer.end)
+        actions.append(
+            UtteranceAudio(
+                self._utterance,
+                self._utt_start / MODEL_RATE,
+                self._buffer.slice(self._utt_start, end),
+                is_final=False,
+                speculative=True,
+            )
+        )
 
     def _split_long_turn(self, actions: list[SessionAction], *, judged_end: int) -> None:
         """Cut a turn longer than the model window at its quietest frame; lose no audio."""
@@ -210,7 +253,12 @@ class StreamSession:
             actions.append(self._close_turn("max_length", end=cut, keep_open=True))
 
     def _close_turn(
-        self, reason: FinalReason, *, end: int | None = None, keep_open: bool = False
+        self,
+        reason: FinalReason,
+        *,
+        end: int | None = None,
+        keep_open: bool = False,
+        speech_end: int | None = None,
     ) -> UtteranceAudio:
         start = self._utt_start
         end = self._buffer.end if end is None else end
@@ -220,7 +268,25 @@ class StreamSession:
         else:
             audio = self._buffer.slice(start, end)
             offset = start / MODEL_RATE
-        final = UtteranceAudio(self._utterance, offset, audio, is_final=True, reason=reason)
+        if speech_end is None:
+            speech_end = self._speech_end()
+        # No speech since the speculation: that pass already decoded everything said.
+        reuses = (
+            start is not None
+            and not keep_open
+            and reason in ("eou", "finalize", "close")
+            and speech_end is not None
+            and speech_end == self._speculated_speech_end
+        )
+        final = UtteranceAudio(
+            self._utterance,
+            offset,
+            audio,
+            is_final=True,
+            reason=reason,
+            reuses_speculation=reuses,
+        )
+        self._speculated_speech_end = None
         self._utterance += 1
         self._min_next_start = max(self._min_next_start, end)
         if keep_open:
