@@ -73,11 +73,10 @@ class Settings(BaseSettings):
         "window, like offline faster-whisper.",
     )
     partial_min_window_s: float = Field(
-        10.0,
+        5.0,
         ge=5.0,
         le=30.0,
-        description="Shortest encoder window for partial transcripts (never above "
-        "min_window_s).",
+        description="Shortest encoder window for partial transcripts (never above min_window_s).",
     )
     data_dir: Path = Field(
         default_factory=_default_data_dir, description="Where the SQLite database lives."

@@ -28,6 +28,7 @@ from pulse_stt.api.control import Control, ControlError, parse_control
 from pulse_stt.api.params import ParamError, StreamParams, parse_stream_params
 from pulse_stt.api.schemas import error_message, transcription_message, vad_message
 from pulse_stt.audio.decode import AudioDecodeError
+from pulse_stt.audio.resample import MODEL_RATE
 from pulse_stt.engine.scheduler import SchedulerClosedError
 from pulse_stt.engine.types import DecodeJob, Hypothesis
 from pulse_stt.speakers.embedder import TurnEmbedder
@@ -42,6 +43,7 @@ from pulse_stt.stream.session import (
     UtteranceAudio,
     VadNotice,
 )
+from pulse_stt.stream.stabilizer import PartialRequest, PartialStabilizer
 from pulse_stt.text.keywords import hotwords_prompt
 from pulse_stt.text.pipeline import TranscriptShaper
 
@@ -79,6 +81,7 @@ class _Pending:
     work: UtteranceAudio
     result: asyncio.Future[Hypothesis | None] | None  # None: nothing to decode
     voices: asyncio.Future[TurnWindows] | None = None  # speaker embeddings (diarize=true)
+    start_s: float = 0.0  # where in the turn's audio a (stable) partial pass started
 
 
 _CLOSE = object()
@@ -136,6 +139,7 @@ class StreamRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         # The open turn's speculative final pass: (utterance, its engine future).
         self._speculation: tuple[int, Future[Hypothesis | None]] | None = None
+        self._stabilizer = PartialStabilizer()
         # Word timings are needed for utterances[] even when words[] is not sent.
         self._want_words = params.text.word_timestamps or params.text.sentence_timestamps
 
@@ -233,19 +237,27 @@ class StreamRunner:
             if isinstance(action, AudioProblem):
                 self._post(self._bad_audio(action.message))
                 continue
-            self._outbox.put_nowait(_Pending(action, self._decode(action), self._embed(action)))
+            request = PartialRequest(0.0, None)
+            if not action.is_final and not action.speculative:
+                request = self._stabilizer.request(action.utterance)
+            self._outbox.put_nowait(
+                _Pending(
+                    action,
+                    self._decode(action, request),
+                    self._embed(action),
+                    request.start_s,
+                )
+            )
 
-    def _decode(self, work: UtteranceAudio) -> asyncio.Future[Hypothesis | None] | None:
+    def _decode(
+        self, work: UtteranceAudio, request: PartialRequest
+    ) -> asyncio.Future[Hypothesis | None] | None:
         speculation = self._speculation
         if work.is_final:
             self._speculation = None
-        if (
-            work.reuses_speculation
-            and speculation is not None
-            and speculation[0] == work.utterance
-        ):
+        if work.reuses_speculation and speculation is not None and speculation[0] == work.utterance:
             return asyncio.ensure_future(self._reuse(speculation[1], work))
-        submitted = self._submit(work)
+        submitted = self._submit(work, request)
         if submitted is None:
             return None
         if work.speculative:
@@ -289,20 +301,27 @@ class StreamRunner:
             return None
         return self._speakers.label(windows, commit=item.work.is_final)
 
-    def _submit(self, work: UtteranceAudio) -> Future[Hypothesis | None] | None:
-        if work.audio.size == 0:
+    def _submit(
+        self, work: UtteranceAudio, request: PartialRequest | None = None
+    ) -> Future[Hypothesis | None] | None:
+        audio = work.audio
+        if request is not None and request.start_s:
+            audio = audio[round(request.start_s * MODEL_RATE) :]
+        if audio.size == 0:
             return None
         language = self.params.language
         final_pass = work.is_final or work.speculative
         job = DecodeJob(
             session_id=self.session_id,
-            audio=work.audio,
+            audio=audio,
+            prompt=request.prompt if request is not None else None,
             is_final=final_pass,
             speculative=work.speculative,
             language=language.fixed
             or (None if final_pass else self._languages.get(work.utterance)),
             candidates=language.candidates,
-            word_timestamps=self._want_words,
+            # Stable partials need word times to know what two passes agree on.
+            word_timestamps=self._want_words or not final_pass,
             hotwords=self._hotwords,
         )
         try:
@@ -346,6 +365,7 @@ class StreamRunner:
         else:  # nothing decoded (empty turn): report the session's language so far
             hyp = replace(hyp, language=self.params.language.fixed or self._last_language)
         if not work.is_final:
+            hyp = self._stabilizer.update(work.utterance, hyp, item.start_s)
             if hyp.is_empty:
                 return None
             self._partial_shown.add(work.utterance)

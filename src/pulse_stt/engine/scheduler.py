@@ -131,13 +131,19 @@ class DecodeScheduler:
         key = self._batch_key(first)
         return lambda job: self._batch_key(job) == key  # type: ignore[misc]
 
+    def _batch_limit(self, waiting: int) -> int:
+        """Share what is waiting among the workers: two half batches finish sooner than one
+        whole batch while the other worker idles."""
+        return max(1, min(self._max_batch, -(-waiting // len(self._threads))))
+
     def _take_finals(self) -> list[_Item]:
+        limit = self._batch_limit(len(self._finals))
         batch = [self._finals.popleft()]
         joins = self._same_key(batch[0][0])
         kept: deque[_Item] = deque()
         while self._finals:
             item = self._finals.popleft()
-            if len(batch) < self._max_batch and joins(item[0]):
+            if len(batch) < limit and joins(item[0]):
                 batch.append(item)
             else:
                 kept.append(item)
@@ -145,11 +151,12 @@ class DecodeScheduler:
         return batch
 
     def _take_background(self) -> list[_Item]:
+        limit = self._batch_limit(len(self._background))
         batch: list[_Item] = []
         joins: Callable[[DecodeJob], bool] | None = None
         for session_id in list(self._background):
             queue = self._background[session_id]
-            if batch and (len(batch) >= self._max_batch or not joins or not joins(queue[0][0])):
+            if batch and (len(batch) >= limit or not joins or not joins(queue[0][0])):
                 continue
             batch.append(queue.popleft())
             if joins is None:

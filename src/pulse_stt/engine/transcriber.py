@@ -88,7 +88,7 @@ class WindowPolicy:
     """
 
     final_min_s: float = 15.0
-    partial_min_s: float = 10.0
+    partial_min_s: float = 5.0
     step_s: float = 5.0
     padding_s: float = 1.0  # silence after the audio, at least
 
@@ -133,7 +133,7 @@ class _Prepared:
     language: str
     candidates: tuple[str, ...]
     tokenizer: Tokenizer
-    prompt: list[int]
+    previous: list[int]  # tokens of the text before this audio (job.prompt)
     cap: int | None  # token cap for short windows; None on the full window
 
     @property
@@ -171,14 +171,13 @@ class WhisperTranscriber:
     def batch_key(self, job: DecodeJob) -> tuple[object, ...]:
         """Jobs with equal keys can share one batched decode."""
         audio = min(job.audio.size, WINDOW_SAMPLES)
-        prompt_tokens = len(self.model.hf_tokenizer.encode(job.prompt).ids) if job.prompt else 0
         return (
             job.is_final,
             job.pro,
             job.batch,
             job.word_timestamps,
             self.windows.window_samples(audio, final=job.is_final),
-            prompt_tokens,
+            bool(job.prompt),  # prompts are cut to a common length in `_generate`
             job.hotwords,
         )
 
@@ -206,9 +205,14 @@ class WhisperTranscriber:
                 results[i] = ready
             else:
                 prepared.append((i, ready))
-        if prepared:
-            decoded = self._decode_prepared([item for _, item in prepared])
-            for (i, _), hyp in zip(prepared, decoded, strict=True):
+        # Callers batch by `batch_key`; grouping again by shape keeps odd batches correct.
+        groups: dict[tuple[object, ...], list[tuple[int, _Prepared]]] = {}
+        for i, item in prepared:
+            shape = (item.encoder_output.shape, bool(item.previous), id(_options_for(item.job)))
+            groups.setdefault(shape, []).append((i, item))
+        for group in groups.values():
+            decoded = self._decode_prepared([item for _, item in group])
+            for (i, _), hyp in zip(group, decoded, strict=True):
                 results[i] = hyp
         return [r if r is not None else Hypothesis("") for r in results]
 
@@ -237,11 +241,18 @@ class WhisperTranscriber:
             model.hf_tokenizer, self.multilingual, task="transcribe", language=language
         )
         previous = tokenizer.encode(" " + job.prompt.strip()) if job.prompt else []
-        prompt = model.get_prompt(
-            tokenizer, previous_tokens=previous, without_timestamps=True, hotwords=job.hotwords
-        )
         cap = None if window == WINDOW_SAMPLES and job.is_final else _token_cap(audio.size)
-        return _Prepared(job, audio, encoder_output, language, candidates, tokenizer, prompt, cap)
+        return _Prepared(job, audio, encoder_output, language, candidates, tokenizer, previous, cap)
+
+    def _prompt(self, item: _Prepared, previous_tokens: int) -> list[int]:
+        """The decoder prompt, with the last `previous_tokens` tokens of earlier text."""
+        previous = item.previous[-previous_tokens:] if previous_tokens else []
+        return self.model.get_prompt(
+            item.tokenizer,
+            previous_tokens=previous,
+            without_timestamps=True,
+            hotwords=item.job.hotwords,
+        )
 
     def _decode_prepared(self, items: list[_Prepared]) -> list[Hypothesis | BaseException]:
         options = _options_for(items[0].job)
@@ -266,11 +277,15 @@ class WhisperTranscriber:
         self, items: list[_Prepared], options: TranscriptionOptions
     ) -> list[ctranslate2.models.WhisperGenerationResult]:
         model = self.model
-        caps = [len(i.prompt) + (i.cap or model.max_length) for i in items]
+        # CTranslate2 wants <|startoftranscript|> at one position across a batch: every
+        # prompt keeps as many tokens of earlier text as the shortest one has.
+        common = min(len(i.previous) for i in items)
+        prompts = [self._prompt(i, common) for i in items]
+        caps = [len(p) + (i.cap or model.max_length) for p, i in zip(prompts, items, strict=True)]
         stacked = np.ascontiguousarray(np.concatenate([i.encoder_output for i in items]))
         return model.model.generate(
             ctranslate2.StorageView.from_array(stacked),
-            [i.prompt for i in items],
+            prompts,
             beam_size=options.beam_size,
             patience=options.patience,
             length_penalty=options.length_penalty,
@@ -320,7 +335,7 @@ class WhisperTranscriber:
         options = _options_for(job)
         encoder_output = ctranslate2.StorageView.from_array(item.encoder_output)
         result, avg_logprob, _temperature, compression = model.generate_with_fallback(
-            encoder_output, item.prompt, item.tokenizer, options
+            encoder_output, self._prompt(item, len(item.previous)), item.tokenizer, options
         )
         tokens = [t for t in result.sequences_ids[0] if t < item.tokenizer.eot]
         silent = result.no_speech_prob > _NO_SPEECH_THRESHOLD and avg_logprob < _LOG_PROB_THRESHOLD
