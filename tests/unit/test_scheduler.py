@@ -298,3 +298,135 @@ def test_batch_work_yields_to_live_finals_and_takes_turns(
     fake.release()
     # the live final first; then one pass per waiting session in turn
     assert fake.run_all(5) == ["b-final", "f0", "a-partial", "f1", "f2"]
+
+
+# -- batching ------------------------------------------------------------------------------
+
+
+class FakeBatchDecoder(FakeDecoder):
+    """Decodes a whole batch at once (one permit per batch) and records the batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    def decode_batch(self, jobs: list[DecodeJob]) -> list[Hypothesis | BaseException]:
+        tags = [j.tag for j in jobs if isinstance(j, TaggedJob)]
+        self.started.put("+".join(tags))
+        if not self._permits.acquire(timeout=TIMEOUT):
+            raise TimeoutError(f"test never released {tags}")
+        self.batches.append(tags)
+        return [
+            RuntimeError(f"decode of {t} failed") if t in self.failing else Hypothesis(text=t)
+            for t in tags
+        ]
+
+
+def kind_key(job: DecodeJob) -> object:
+    return (job.is_final, job.batch)
+
+
+@pytest.fixture
+def batching() -> Iterator[tuple[DecodeScheduler, FakeBatchDecoder]]:
+    fake = FakeBatchDecoder()
+    sched = DecodeScheduler(
+        fake, decode_batch=fake.decode_batch, batch_key=kind_key, max_batch=3, name="t-batch"
+    )
+    yield sched, fake
+    fake.release(1000)
+    sched.close(timeout=TIMEOUT)
+
+
+def test_finals_batch_together_in_order(
+    batching: tuple[DecodeScheduler, FakeBatchDecoder],
+) -> None:
+    sched, fake = batching
+    sched.submit(job("x", "blocker", final=True))
+    assert fake.next_started() == "blocker"
+    futures = [sched.submit(job(s, f"{s}-final", final=True)) for s in "abcd"]
+    partial = sched.submit(job("e", "e-partial"))
+    fake.release()
+    # max_batch 3: three finals, then the fourth, then the partial (other key)
+    assert fake.run_all(3) == ["a-final+b-final+c-final", "d-final", "e-partial"]
+    assert [result(f) for f in futures] == ["a-final", "b-final", "c-final", "d-final"]
+    assert result(partial) == "e-partial"
+
+
+def test_partials_of_different_sessions_batch_round_robin(
+    batching: tuple[DecodeScheduler, FakeBatchDecoder],
+) -> None:
+    sched, fake = batching
+    sched.submit(job("x", "blocker", final=True))
+    assert fake.next_started() == "blocker"
+    for s in "abcd":
+        sched.submit(job(s, f"{s}1"))
+    sched.submit(job("a", "a2"))  # replaces a1 and goes to the back of the line
+    fake.release()
+    assert fake.run_all(2) == ["b1+c1+d1", "a2"]
+
+
+def test_one_failed_job_in_a_batch_fails_alone(
+    batching: tuple[DecodeScheduler, FakeBatchDecoder],
+) -> None:
+    sched, fake = batching
+    sched.submit(job("x", "blocker", final=True))
+    assert fake.next_started() == "blocker"
+    fake.failing.add("b-final")
+    futures = [sched.submit(job(s, f"{s}-final", final=True)) for s in "abc"]
+    fake.release()
+    fake.run_all(1)
+    assert result(futures[0]) == "a-final"
+    with pytest.raises(RuntimeError, match="b-final"):
+        futures[1].result(timeout=TIMEOUT)
+    assert result(futures[2]) == "c-final"
+
+
+def test_batches_are_shared_among_workers() -> None:
+    fake = FakeBatchDecoder()
+    sched = DecodeScheduler(
+        fake, decode_batch=fake.decode_batch, batch_key=kind_key, max_batch=8, workers=2
+    )
+    try:
+        for blocker in ("blocker-1", "blocker-2"):  # both workers busy
+            sched.submit(job(blocker, blocker, final=True))
+            assert fake.next_started() == blocker
+        for s in "abcd":
+            sched.submit(job(s, f"{s}1"))
+        fake.release(2)
+        # four partials waiting, two workers: the first free worker takes half, not all
+        assert fake.next_started() == "a1+b1"
+        fake.release(1000)
+        # then the other worker takes half of the two left, and the last goes alone
+        assert sorted(fake.next_started() for _ in range(2)) == ["c1", "d1"]
+    finally:
+        fake.release(1000)
+        sched.close(timeout=TIMEOUT)
+
+
+def test_promote_moves_a_speculative_job_ahead_of_partials(
+    scheduler: DecodeScheduler, fake: FakeDecoder
+) -> None:
+    busy(scheduler, fake)
+    scheduler.submit(job("a", "a-partial"))
+    speculative = job("b", "b-speculative", final=True)
+    speculative.speculative = True
+    spec_future = scheduler.submit(speculative)
+    scheduler.submit(job("c", "c-partial"))
+    scheduler.promote(spec_future)
+    fake.release()
+    assert fake.run_all(3) == ["b-speculative", "a-partial", "c-partial"]
+    assert result(spec_future) == "b-speculative"
+
+
+def test_speculative_job_is_coalesced_like_a_partial(
+    scheduler: DecodeScheduler, fake: FakeDecoder
+) -> None:
+    busy(scheduler, fake)
+    speculative = job("a", "a-speculative", final=True)
+    speculative.speculative = True
+    spec_future = scheduler.submit(speculative)
+    newer = scheduler.submit(job("a", "a-partial"))  # speech resumed: the guess is stale
+    assert result(spec_future) is None
+    fake.release()
+    assert fake.run_all(1) == ["a-partial"]
+    assert result(newer) == "a-partial"

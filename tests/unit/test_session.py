@@ -308,3 +308,57 @@ def test_large_frame_still_respects_max_length(librivox_clips: list[np.ndarray])
     session = StreamSession(SessionConfig("linear16", RATE, max_utterance_s=10.0))
     done = finals(session.feed(pcm.tobytes()) + session.close())
     assert max(duration(f) for f in done) <= 10.0
+
+
+# -- speculative finals --------------------------------------------------------------------
+
+
+def speculative(actions: list[SessionAction]) -> list[UtteranceAudio]:
+    return [a for a in actions if isinstance(a, UtteranceAudio) and a.speculative]
+
+
+def test_pause_starts_a_speculation_that_the_final_reuses(
+    librivox_clips: list[np.ndarray],
+) -> None:
+    session = StreamSession(SessionConfig("linear16", RATE, eou_timeout_ms=2000))
+    pause = np.zeros(int(0.4 * RATE), dtype=np.int16)
+    actions = feed_all(session, np.concatenate([librivox_clips[1], pause]).tobytes())
+    guesses = speculative(actions)
+    assert guesses, "no speculative pass after the speech ended"
+    last = guesses[-1]
+    assert not last.is_final
+    # the speculation covers the turn up to its speech end (plus a short tail), no further
+    assert duration(last) <= librivox_clips[1].size / RATE + 0.4
+    [final] = finals(session.finalize())
+    assert final.reuses_speculation
+    assert final.utterance == last.utterance and final.offset == last.offset
+
+
+def test_speech_after_a_speculation_means_a_fresh_final(
+    librivox_clips: list[np.ndarray],
+) -> None:
+    session = StreamSession(SessionConfig("linear16", RATE, eou_timeout_ms=2000))
+    pause = np.zeros(int(0.4 * RATE), dtype=np.int16)
+    actions = feed_all(
+        session, np.concatenate([librivox_clips[1], pause, librivox_clips[2][: RATE]]).tobytes()
+    )
+    assert speculative(actions)
+    [final] = finals(session.finalize())
+    assert not final.reuses_speculation
+
+
+def test_no_partials_over_silence(librivox_clips: list[np.ndarray]) -> None:
+    session = StreamSession(SessionConfig("linear16", RATE, eou_timeout_ms=5000))
+    during = feed_all(session, librivox_clips[1].tobytes())
+    assert partials(during), "speech gets partials"
+    silence = np.zeros(RATE, dtype=np.int16)
+    feed_all(session, silence.tobytes())  # the VAD's hangover may still count as speech
+    later = feed_all(session, np.concatenate([silence, silence, silence]).tobytes())
+    assert partials(later) == []
+
+
+def test_whole_file_sessions_never_speculate(librivox_clips: list[np.ndarray]) -> None:
+    session = StreamSession(SessionConfig("linear16", RATE, partials=False))
+    pause = np.zeros(RATE, dtype=np.int16)
+    actions = feed_all(session, np.concatenate([librivox_clips[1], pause]).tobytes())
+    assert speculative(actions) == []

@@ -121,9 +121,7 @@ class DecodeScheduler:
                 if self._closed:
                     return None
                 self._cond.wait()
-            if self._finals:
-                return self._take_finals()
-            return self._take_background()
+            return self._take_finals() if self._finals else self._take_background()
 
     def _same_key(self, first: DecodeJob) -> Callable[[DecodeJob], bool]:
         if self._batch_key is None or self._max_batch == 1:
@@ -133,7 +131,7 @@ class DecodeScheduler:
 
     def _batch_limit(self, waiting: int) -> int:
         """Share what is waiting among the workers: two half batches finish sooner than one
-        whole batch while the other worker idles."""
+        whole batch while the other worker idles (or takes the next work that arrives)."""
         return max(1, min(self._max_batch, -(-waiting // len(self._threads))))
 
     def _take_finals(self) -> list[_Item]:
@@ -168,22 +166,25 @@ class DecodeScheduler:
 
     def _run(self) -> None:
         while (items := self._next()) is not None:
-            items = [(job, f) for job, f in items if f.set_running_or_notify_cancel()]
-            if not items:
-                continue
-            try:
-                if self._decode_batch is not None:
-                    results = self._decode_batch([job for job, _ in items])
-                else:
-                    results = [self._decode_one(job) for job, _ in items]
-            except Exception as exc:  # one bad pass must not take the worker down
-                log.exception("decode pass failed for %d job(s)", len(items))
-                results = [exc] * len(items)
-            for (_, future), result in zip(items, results, strict=True):
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            self._run_batch(items)
+
+    def _run_batch(self, items: list[_Item]) -> None:
+        items = [(job, f) for job, f in items if f.set_running_or_notify_cancel()]
+        if not items:
+            return
+        try:
+            if self._decode_batch is not None:
+                results = self._decode_batch([job for job, _ in items])
+            else:
+                results = [self._decode_one(job) for job, _ in items]
+        except Exception as exc:  # one bad pass must not take the worker down
+            log.exception("decode pass failed for %d job(s)", len(items))
+            results = [exc] * len(items)
+        for (_, future), result in zip(items, results, strict=True):
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     def _decode_one(self, job: DecodeJob) -> Hypothesis | BaseException:
         try:
