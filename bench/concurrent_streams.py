@@ -71,6 +71,11 @@ def main() -> None:
                 f"{len(clips)} LibriVox clips per session, {args.frame_ms} ms frames, "
                 "real-time pace, finalize after each clip"
             )
+            offline = _offline_wer(library)
+            print(
+                f"offline WER of the same model on the same clips (faster-whisper, beam 5): "
+                f"{offline:.3f}"
+            )
             print(TABLE_HEADER + " WER of finals | server CPU (cores) | peak RSS (MB) |")
             print("|---" * 10 + "|")
             for count in args.sessions:
@@ -95,6 +100,27 @@ def main() -> None:
         finally:
             if server is not None:
                 server.__exit__(None, None, None)
+
+
+def _offline_wer(library: list) -> float:
+    """Plain faster-whisper on each clip (its defaults: beam 5, 30 s windows), in this
+    process, on the server's model: the accuracy streaming should match."""
+    from faster_whisper import WhisperModel
+
+    from pulse_stt.config import Settings
+    from pulse_stt.engine.model_store import resolve_model_dir
+
+    settings = Settings()
+    model = WhisperModel(
+        str(resolve_model_dir(settings.model, settings.cache_dir)),
+        device="cpu",
+        compute_type="int8",
+    )
+    texts = []
+    for clip in library:
+        segments, _ = model.transcribe(clip.audio, language="en")
+        texts.append(" ".join(s.text.strip() for s in segments))
+    return wer(" ".join(c.text for c in library), " ".join(texts))
 
 
 def _session_wer(library: list, texts: list[str]) -> float:
