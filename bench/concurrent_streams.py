@@ -1,6 +1,7 @@
 """N concurrent real-time streams against one server: latency, finals, WER, CPU, RSS.
 
-Every session streams the five LibriVox clips of pocketsphinx-testdata (24.7 s) at
+Every session streams the five LibriVox clips of pocketsphinx-testdata (24.7 s; or with
+`--clips corpus` every clip of `tests/e2e/audio.wer_corpus`) at
 real-time pace in 20 ms frames, with `finalize` after each clip, sessions started 0.25 s
 apart (each starts at a different clip). The server is started here (or pass --url/--key
 and no CPU/RSS figures are taken). Prints one row per session count; never fails.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.audio import librivox_clips, wer
+from tests.e2e.audio import librivox_clips, wer, wer_corpus
 from tests.e2e.conftest import running_server
 
 from pulse_stt.client.loadgen import TABLE_HEADER, LoadClip, run_load, table_row
@@ -56,19 +57,35 @@ def main() -> None:
     parser.add_argument("--frame-ms", type=int, default=20)
     parser.add_argument("--url", help="ws://host:port of a running server")
     parser.add_argument("--key", help="its API key")
+    parser.add_argument(
+        "--clips",
+        choices=("librivox", "corpus"),
+        default="librivox",
+        help="librivox: the 5 LibriVox clips (24.7 s); corpus: every clip with a reference "
+        "(LibriVox, cards, 24 espeak-ng sentences; 151 s, 435 words) for a firmer WER",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="server settings for the server started here (e.g. min_window_s=30)",
+    )
     args = parser.parse_args()
-    library = librivox_clips()
+    settings = dict(item.split("=", 1) for item in args.set)
+    with tempfile.TemporaryDirectory() as tmp:
+        library = librivox_clips() if args.clips == "librivox" else wer_corpus(Path(tmp))
     clips = [LoadClip(c.audio, c.text) for c in library]
     with tempfile.TemporaryDirectory() as tmp:
         if args.url:
             server, url, key, pid = None, args.url, args.key, None
         else:
-            server = running_server(Path(tmp))
+            server = running_server(Path(tmp), **settings)
             running = server.__enter__()
             url, key, pid = running.ws, running.key, running.pid
         try:
             print(
-                f"{len(clips)} LibriVox clips per session, {args.frame_ms} ms frames, "
+                f"{len(clips)} clips ({args.clips}) per session, {args.frame_ms} ms frames, "
                 "real-time pace, finalize after each clip"
             )
             offline = _offline_wer(library)

@@ -119,6 +119,7 @@ def median(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--verbose", action="store_true", help="print the eou finals")
     parser.add_argument("--url", help="ws://host:port of a running server (default: start one)")
     parser.add_argument("--key", default="pstt_bench_key_0123456789")
     parser.add_argument(
@@ -146,6 +147,8 @@ def main() -> None:
             eou["first_partial"] += got["first_partial"]
             eou["final"] += got["final"]
             wers.append(wer(reference, " ".join(got["texts"])))
+            if args.verbose:
+                print("eou finals:", " | ".join(got["texts"]), flush=True)
             got = asyncio.run(
                 stream_turns(url, args.key, clips, use_finalize=True, extra=args.query)
             )
