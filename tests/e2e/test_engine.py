@@ -38,9 +38,7 @@ def _common_prefix(a: list[str], b: list[str]) -> list[str]:
     return a[:n]
 
 
-def test_agreed_words_are_never_revised_in_a_long_turn(
-    server: Server, clips: list[Clip]
-) -> None:
+def test_agreed_words_are_never_revised_in_a_long_turn(server: Server, clips: list[Clip]) -> None:
     # ~25 s of read speech with only the recordings' own short pauses: one long turn
     # (split at most at the 25 s limit), so later partials decode only the uncommitted tail.
     audio = join(*[c.audio for c in clips])

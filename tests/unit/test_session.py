@@ -340,7 +340,7 @@ def test_speech_after_a_speculation_means_a_fresh_final(
     session = StreamSession(SessionConfig("linear16", RATE, eou_timeout_ms=2000))
     pause = np.zeros(int(0.4 * RATE), dtype=np.int16)
     actions = feed_all(
-        session, np.concatenate([librivox_clips[1], pause, librivox_clips[2][: RATE]]).tobytes()
+        session, np.concatenate([librivox_clips[1], pause, librivox_clips[2][:RATE]]).tobytes()
     )
     assert speculative(actions)
     [final] = finals(session.finalize())
