@@ -22,12 +22,18 @@ class Clip:
     text: str
 
 
-def librivox_clips() -> list[Clip]:
+def _sphinx_transcripts(path: Path) -> dict[str, str]:
+    """A pocketsphinx transcription file: `<s> words </s> (file id)` per line."""
     refs: dict[str, str] = {}
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
+    for line in path.read_text().splitlines():
         m = re.match(r"<s>(.*)</s>\s*\((.*)\)", line.strip())
         if m:
             refs[m.group(2)] = m.group(1).strip()
+    return refs
+
+
+def librivox_clips() -> list[Clip]:
+    refs = _sphinx_transcripts(LIBRIVOX / "transcription")
     return [
         Clip(name, decode_audio(str(LIBRIVOX / f"{name}.wav"), sampling_rate=RATE), refs[name])
         for name in sorted(refs)
@@ -37,11 +43,7 @@ def librivox_clips() -> list[Clip]:
 def card_clips() -> list[Clip]:
     """pocketsphinx-testdata's five short read card names (1-3.5 s, one speaker)."""
     folder = LIBRIVOX.parent / "cards"
-    refs: dict[str, str] = {}
-    for line in (folder / "cards.transcription").read_text().splitlines():
-        m = re.match(r"<s>(.*)</s>\s*\((.*)\)", line.strip())
-        if m:
-            refs[m.group(2)] = m.group(1).strip()
+    refs = _sphinx_transcripts(folder / "cards.transcription")
     return [
         Clip(f"cards-{n}", decode_audio(str(folder / f"{n}.wav"), sampling_rate=RATE), refs[n])
         for n in sorted(refs)

@@ -175,15 +175,18 @@ class StreamSession:
             ):
                 self._last_partial_end = end
                 self._partial_speech_frame = self._endpointer.last_speech_frame
-                actions.append(
-                    UtteranceAudio(
-                        self._utterance,
-                        self._utt_start / MODEL_RATE,
-                        self._buffer.slice(self._utt_start, end),
-                        is_final=False,
-                    )
-                )
+                actions.append(self._turn_so_far(self._utt_start, end))
         return actions
+
+    def _turn_so_far(self, start: int, end: int, *, speculative: bool = False) -> UtteranceAudio:
+        """The open turn's audio [start, end), for a partial (or speculative) pass."""
+        return UtteranceAudio(
+            self._utterance,
+            start / MODEL_RATE,
+            self._buffer.slice(start, end),
+            is_final=False,
+            speculative=speculative,
+        )
 
     def _on_probs(self, probs: np.ndarray, actions: list[SessionAction]) -> None:
         first = self._frames_done
@@ -226,15 +229,7 @@ class StreamSession:
             return
         self._speculated_speech_end = speech_end
         end = min(speech_end + _TAIL, self._buffer.end)
-        actions.append(
-            UtteranceAudio(
-                self._utterance,
-                self._utt_start / MODEL_RATE,
-                self._buffer.slice(self._utt_start, end),
-                is_final=False,
-                speculative=True,
-            )
-        )
+        actions.append(self._turn_so_far(self._utt_start, end, speculative=True))
 
     def _split_long_turn(self, actions: list[SessionAction], *, judged_end: int) -> None:
         """Cut a turn longer than the model window at its quietest frame; lose no audio."""
