@@ -64,8 +64,11 @@ def test_no_space_languages_join_without_spaces() -> None:
     assert shown.text == "你好世界"
 
 
-def test_empty_pass_keeps_what_was_shown() -> None:
+def test_empty_pass_shows_nothing_and_agrees_on_nothing() -> None:
     stab = PartialStabilizer()
-    stab.update(0, hyp(("yes", 0.0, 0.3)), 0.0)
-    shown = stab.update(0, Hypothesis("", (), "en"), 0.0)
-    assert shown.text == "yes"
+    stab.update(0, hyp(("yes", 0.0, 0.3), ("we", 0.3, 0.5)), 0.0)
+    assert stab.update(0, Hypothesis("", (), "en"), 0.0).is_empty
+    assert stab.committed_end == 0.0  # an empty pass is no second opinion
+    shown = stab.update(0, hyp(("yes", 0.0, 0.3), ("well", 0.3, 0.5)), 0.0)
+    assert texts(shown) == ["yes", "well"]
+    assert stab.committed_end == 0.3

@@ -66,7 +66,8 @@ class PartialStabilizer:
         """Merge a partial pass (words relative to `start_s`); returns the partial to show."""
         self._follow(utterance)
         if not hyp.words:
-            return self._shown(hyp, self._committed + self._tail)
+            # Nothing heard (or a guarded loop): nothing new to show, and no agreement.
+            return Hypothesis("", (), hyp.language, hyp.language_candidates)
         boundary = self.committed_end - _OVERLAP_S
         new = [
             replace(w, start=round(w.start + start_s, 3), end=round(w.end + start_s, 3))
