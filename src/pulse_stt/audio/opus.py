@@ -46,7 +46,9 @@ def _to_mono(samples: np.ndarray) -> np.ndarray:
     if samples.ndim == 2:
         # Planar (channels, n) or packed (1, n*channels) layouts from FFmpeg.
         samples = samples.mean(axis=0) if samples.shape[0] > 1 else samples[0]
-    return samples.astype(np.float32, copy=False)
+    # Opus decodes to float and may overshoot full scale (garbage packets do, wildly);
+    # every other decoder stays within [-1, 1], and so does this one.
+    return np.clip(samples, -1.0, 1.0, dtype=np.float32)
 
 
 class RawOpusDecoder:
