@@ -1,4 +1,4 @@
-"""`pulse-stt serve | keys | model`.
+"""`pulse-stt serve | keys | model | settings | bench | transcribe | stream`.
 
 Every settings field is also a flag (`--compute-type int8`); flags override
 `PULSE_STT_*` environment variables, which override defaults.
@@ -13,7 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pulse_stt.client.cli_commands import CLIENT_COMMANDS, add_client_commands, run_client_command
 from pulse_stt.config import Settings
+from pulse_stt.ops.logs import configure_logging
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +72,7 @@ def _serve(settings: Settings) -> int:
         ws="websockets-sansio",
         ws_max_size=settings.max_frame_bytes,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers go through our handler (ops.logs)
         lifespan="off",
     )
     server = uvicorn.Server(config)  # (configures uvicorn's loggers)
@@ -168,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         "model", help="make the configured model ready; print its directory"
     )
     _add_settings_flags(model)
+    commands.add_parser(
+        "settings", help="print the configuration reference (Markdown) of every setting"
+    )
     keys = commands.add_parser("keys", help="manage API keys")
     _add_settings_flags(keys)
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -184,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--key", help="API key (default: $PULSE_STT_API_KEY)")
     bench.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8])
     bench.add_argument("--frame-ms", type=int, default=20, choices=(20, 40, 60, 80, 100))
+    add_client_commands(commands)  # transcribe, stream
     return parser
 
 
@@ -191,15 +198,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":  # a client: no server settings needed
         return _bench(args)
+    if args.command in CLIENT_COMMANDS:  # clients too
+        return run_client_command(args)
+    if args.command == "settings":
+        from pulse_stt.settings_reference import reference_markdown
+
+        print(reference_markdown(), end="")
+        return 0
     try:
         settings = _settings(args)
     except ValidationError as exc:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(level=settings.log_level, log_format=settings.log_format)
     if args.command == "serve":
         return _serve(settings)
     if args.command == "keys":

@@ -267,6 +267,15 @@ def test_shape_trailing_words_form_last_utterance() -> None:
     assert [u.text for u in out.utterances] == ["One.", "Two three"]
 
 
+def test_shape_titles_and_initials_do_not_end_sentences() -> None:
+    words = ("And", "Mr.", "J.", "Dashwood", "came.", "Dr.", "Lee", "left.")
+    hyp = Hypothesis(
+        " ".join(words), tuple(Word(f" {w}", i, i + 1.0, 1.0) for i, w in enumerate(words))
+    )
+    out = shape_transcript(hyp, 0.0, options())
+    assert [u.text for u in out.utterances] == ["And Mr. J. Dashwood came.", "Dr. Lee left."]
+
+
 def test_shape_no_punctuation() -> None:
     out = shape_transcript(HYP, 10.0, options(punctuate=False))
     assert out.text == "Hello world How are you Fine"

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pulse_stt.api.params import TextOptions
 from pulse_stt.engine.types import Hypothesis
 from pulse_stt.speakers.tracker import SpeakerTrack
+from pulse_stt.text.sentences import ends_sentence
 from pulse_stt.text.tokens import Token, render, tokens_from_hypothesis
 
 # Sentence punctuation, not the point or comma inside a number ("3.5", "1,000").
 _PUNCT = re.compile(r"[.,?!](?!\w)")
-_SENTENCE_END = re.compile(r"[.?!]$")
 REDACTION_TOKEN = re.compile(r"\[[A-Z]+_\d+\]")
 
 
@@ -115,7 +115,7 @@ def finish(
             current.append(
                 Token(text, original.start, original.end, original.confidence, original.glued)
             )
-        if _SENTENCE_END.search(original.text):
+        if ends_sentence(original.text):
             close_sentence()
     close_sentence()
     kept_tokens = [t for t, _ in kept]
