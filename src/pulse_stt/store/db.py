@@ -1,7 +1,11 @@
-"""API keys and usage, in a real database (SQLite file by default, PostgreSQL by URL).
+"""API keys, browser tokens and usage, in a real database (SQLite file by default,
+PostgreSQL by URL).
 
 Keys are random 256-bit secrets, so a SHA-256 digest is a safe at-rest form; the digest
-is looked up and then compared in constant time.
+is looked up and then compared in constant time. Browser tokens are short-lived secrets
+minted with a key (`POST /v1/tokens`): stored the same way, valid until they expire or
+their key is revoked, and checked in the database so every server process sharing it
+accepts them.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import (
@@ -20,12 +24,14 @@ from sqlalchemy import (
     Integer,
     String,
     create_engine,
+    delete,
     func,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 KEY_PREFIX = "pstt_"
+TOKEN_PREFIX = "pstt_tok_"
 
 
 class Base(DeclarativeBase):
@@ -54,6 +60,23 @@ class UsageRow(Base):
     audio_seconds: Mapped[float] = mapped_column(Float)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BrowserTokenRow(Base):
+    __tablename__ = "browser_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+@dataclass(frozen=True)
+class BrowserToken:
+    secret: str  # shown once, to the caller that minted it
+    key_id: int
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -119,6 +142,36 @@ class Store:
         if row is None or row.revoked_at is not None:
             return None
         if not hmac.compare_digest(row.digest, digest):
+            return None
+        return _key(row)
+
+    def mint_token(self, key_id: int, ttl_s: float) -> BrowserToken:
+        """A new short-lived token acting for key `key_id`; expired tokens are purged."""
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = _now()
+        expires_at = now + timedelta(seconds=ttl_s)
+        with self._sessions.begin() as db:
+            db.execute(delete(BrowserTokenRow).where(BrowserTokenRow.expires_at <= now))
+            db.add(
+                BrowserTokenRow(
+                    key_id=key_id, digest=_digest(secret), created_at=now, expires_at=expires_at
+                )
+            )
+        return BrowserToken(secret, key_id, expires_at)
+
+    def authenticate_token(self, secret: str) -> ApiKey | None:
+        """The key a live token acts for; None when unknown, expired or its key is revoked."""
+        digest = _digest(secret)
+        with self._sessions() as db:
+            found = db.execute(
+                select(BrowserTokenRow.digest, ApiKeyRow)
+                .join(ApiKeyRow, ApiKeyRow.id == BrowserTokenRow.key_id)
+                .where(BrowserTokenRow.digest == digest, BrowserTokenRow.expires_at > _now())
+            ).first()
+        if found is None:
+            return None
+        stored_digest, row = found
+        if row.revoked_at is not None or not hmac.compare_digest(stored_digest, digest):
             return None
         return _key(row)
 

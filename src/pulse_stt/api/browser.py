@@ -1,0 +1,83 @@
+"""The browser page at `/` (static files from `pulse_stt/web`, no build step) and the
+handshake probe it uses to explain a refused WebSocket.
+
+A browser never shows a page the status or body of a refused WebSocket handshake (it only
+reports close code 1006), so the page asks `GET <streaming path>?<same query>` with its
+token in the Authorization header: the answer is the 401/400 the handshake got, or 426
+when the handshake would have been accepted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
+from pulse_stt.api.context import ServerContext
+from pulse_stt.api.params import ParamError, parse_stream_params
+from pulse_stt.api.websocket import LEGACY_PATH, LIVE_PATH
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def _page_headers(request: Request) -> dict[str, str]:
+    # Same-origin only: scripts, styles, the worklet, fetch and the WebSocket (spelled
+    # out for browsers that do not yet read 'self' as covering ws:/wss:).
+    host = request.headers.get("host", "")
+    policy = (
+        "default-src 'self'; "
+        f"connect-src 'self' ws://{host} wss://{host}; "
+        "img-src 'self' data:; media-src 'self' blob:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'"
+    )
+    return {
+        "Content-Security-Policy": policy,
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-cache",
+    }
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(WEB_DIR / "index.html", headers=_page_headers(request))
+
+
+async def handshake_probe(request: Request) -> JSONResponse:
+    """What a WebSocket handshake with this query and credentials would be answered
+    (the same checks as `stream_endpoint`, in the same order)."""
+    ctx: ServerContext = request.app.state.ctx
+    if await authenticate(ctx.store, request) is None:
+        return JSONResponse(UNAUTHORIZED_BODY, status_code=401)
+    try:
+        params = parse_stream_params(
+            request.query_params, legacy_path=request.url.path.rstrip("/") == LEGACY_PATH
+        )
+        ctx.check_diarize(params.text.diarize)
+    except ParamError as exc:
+        return JSONResponse(exc.to_json(), status_code=400)
+    return JSONResponse(
+        {
+            "status": "ok",
+            "message": "a WebSocket handshake with these parameters and credentials would be "
+            "accepted; connect with a WebSocket client.",
+        },
+        status_code=426,
+        headers={"Upgrade": "websocket"},
+    )
+
+
+def browser_routes() -> list[BaseRoute]:
+    probes = [
+        Route(path, handshake_probe, methods=["GET"])
+        for base in (LIVE_PATH, LEGACY_PATH)
+        for path in (base, base + "/")
+    ]
+    return [
+        Route("/", index, methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
+        *probes,
+    ]
