@@ -123,6 +123,14 @@ class Settings(BaseSettings):
         description="A stream that sends neither audio nor a control message for this long is "
         "ended as if it sent close_stream (finals, then is_last, then close 1000).",
     )
+    token_ttl_s: int = Field(
+        300,
+        ge=10,
+        le=86_400,
+        description="Longest life of a browser token minted by `POST /v1/tokens` (a request "
+        "may ask for less with `ttl_s`). Tokens act for the key that minted them on the "
+        "WebSocket (`?token=` or a subprotocol) and REST, and cannot mint tokens.",
+    )
     speaker_weights: Path | None = Field(
         None,
         description="Speaker-encoder weights for diarize=true (Resemblyzer's pretrained.pt); "
@@ -130,6 +138,19 @@ class Settings(BaseSettings):
         "(pip install --no-deps resemblyzer==0.1.4).",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    log_format: Literal["json", "text"] = Field(
+        "json",
+        description="Log lines on stderr: `json` (one object per line: timestamp, level, "
+        "logger, message, session_id/request_id, ...) or `text`.",
+    )
+    log_transcripts: bool = Field(
+        False,
+        description="Log the text of every final (and of REST results) at info level. Off: "
+        "transcript text never appears in the logs.",
+    )
+    metrics_enabled: bool = Field(
+        True, description="Serve Prometheus metrics at `GET /metrics` (unauthenticated)."
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from pulse_stt import __version__
+from pulse_stt.api.browser import browser_routes
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.rest import LEGACY_REST_PATH, REST_PATH, file_endpoint
+from pulse_stt.api.tokens import TOKENS_PATH, mint_token_endpoint
 from pulse_stt.api.websocket import LEGACY_PATH, LIVE_PATH, stream_endpoint
 
 
@@ -18,8 +20,19 @@ async def health(request: Request) -> JSONResponse:
 
 
 async def ready(request: Request) -> JSONResponse:
+    """200 once the model is loaded and its decode workers take work; 503 otherwise
+    (shutting down, or a worker is gone)."""
     ctx: ServerContext = request.app.state.ctx
+    if not ctx.ready:
+        return JSONResponse({"status": "not_ready"}, status_code=503)
     return JSONResponse({"status": "ready", "model": str(ctx.engine.model_dir)})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition of this server's registry."""
+    ctx: ServerContext = request.app.state.ctx
+    body, content_type = ctx.metrics.render()
+    return Response(body, media_type=content_type)
 
 
 def create_app(ctx: ServerContext) -> Starlette:
@@ -27,6 +40,7 @@ def create_app(ctx: ServerContext) -> Starlette:
         routes=[
             Route("/health", health),
             Route("/ready", ready),
+            *([Route("/metrics", metrics)] if ctx.settings.metrics_enabled else []),
             Route(REST_PATH, file_endpoint, methods=["POST"]),
             Route(REST_PATH + "/", file_endpoint, methods=["POST"]),
             Route(LEGACY_REST_PATH, file_endpoint, methods=["POST"]),
@@ -34,6 +48,8 @@ def create_app(ctx: ServerContext) -> Starlette:
             WebSocketRoute(LIVE_PATH + "/", stream_endpoint),
             WebSocketRoute(LEGACY_PATH, stream_endpoint),
             WebSocketRoute(LEGACY_PATH + "/", stream_endpoint),
+            Route(TOKENS_PATH, mint_token_endpoint, methods=["POST"]),
+            *browser_routes(),
         ],
     )
     app.state.ctx = ctx

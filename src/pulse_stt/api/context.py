@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pulse_stt.api.params import ParamError
 from pulse_stt.config import Settings
 from pulse_stt.engine.engine import Engine
+from pulse_stt.ops.metrics import ServerMetrics
 from pulse_stt.speakers.encoder import VoiceEncoder
 from pulse_stt.speakers.weights import SpeakerWeightsError
 from pulse_stt.store.db import Store
@@ -34,6 +35,7 @@ class ServerContext:
     pro_engine: Engine | None = None  # None: pulse-pro runs on `engine` with pro options
     speaker_encoder: VoiceEncoder | None = None  # None: diarize=true is refused (see below)
     speaker_problem: str = ""  # why there is no speaker encoder
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)  # this server's registry
     # Decoding, resampling and VAD of incoming frames: light but not free, so off the loop.
     dsp_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsp")
@@ -46,10 +48,13 @@ class ServerContext:
     @classmethod
     def create(cls, settings: Settings) -> ServerContext:
         store = Store(settings.resolved_database_url())
-        engine = Engine(settings)
+        metrics = ServerMetrics()
+        engine = Engine(settings, pass_observer=metrics.observe_pass)
+        metrics.watch_queue("pulse", engine.queue_depths)
         pro_engine = None
         if settings.pro_model and settings.pro_model != settings.model:
-            pro_engine = Engine(settings, settings.pro_model)
+            pro_engine = Engine(settings, settings.pro_model, pass_observer=metrics.observe_pass)
+            metrics.watch_queue("pulse-pro", pro_engine.queue_depths)
         itn = NemoInverseNormalizer(settings.cache_dir / "itn")
         # Compile (first start) or load the English grammar now, not on the first final.
         threading.Thread(target=_warm, args=(itn, "en"), name="itn-warm", daemon=True).start()
@@ -59,7 +64,7 @@ class ServerContext:
         except SpeakerWeightsError as exc:  # the server still transcribes; diarize is refused
             problem = str(exc)
             log.warning("diarization unavailable: %s", problem)
-        return cls(settings, engine, store, itn, pro_engine, encoder, problem)
+        return cls(settings, engine, store, itn, pro_engine, encoder, problem, metrics=metrics)
 
     def check_diarize(self, diarize: bool) -> None:
         """Refuse diarize=true at the edge when the speaker encoder could not be loaded."""
@@ -69,6 +74,12 @@ class ServerContext:
                 f"diarize=true is not available on this server: {self.speaker_problem}",
                 "false",
             )
+
+    @property
+    def ready(self) -> bool:
+        """Every model is loaded (before the server listens) and its workers take work;
+        false once shutdown has begun."""
+        return self.engine.ready and (self.pro_engine is None or self.pro_engine.ready)
 
     def engine_for(self, pro: bool) -> Engine:
         return self.pro_engine if pro and self.pro_engine else self.engine

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from starlette.requests import Request
@@ -35,6 +37,16 @@ class _TooLargeError(Exception):
     pass
 
 
+@dataclass
+class _RequestRecord:
+    """What the request log line and the metrics say about one request."""
+
+    key_id: int | None = None
+    body_bytes: int = 0
+    audio_s: float = 0.0
+    transcript: str | None = None
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -48,11 +60,47 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def file_endpoint(request: Request) -> JSONResponse:
+    """Transcribe a file; every answer, refusals included, is counted and logged."""
+    ctx: ServerContext = request.app.state.ctx
+    request_id = str(uuid.uuid4())
+    started = time.monotonic()
+    record = _RequestRecord()
+    try:
+        response = await _transcribe_file(request, request_id, record)
+    except Exception:  # a bug: Starlette answers 500 and uvicorn logs the traceback
+        ctx.metrics.rest_request(500, error="internal", audio_seconds=record.audio_s)
+        raise
+    status = response.status_code
+    error = None
+    if status >= 400:
+        error = str(json.loads(response.body).get("error", f"http_{status}"))
+    ctx.metrics.rest_request(status, error=error, audio_seconds=record.audio_s)
+    fields: dict[str, object] = {
+        "request_id": request_id,
+        "path": request.url.path,
+        "model": request.query_params.get("model"),
+        "key_id": record.key_id,
+        "status": status,
+        "error": error,
+        "bytes": record.body_bytes,
+        "audio_s": round(record.audio_s, 3),
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+    if ctx.settings.log_transcripts and record.transcript is not None:
+        fields["transcript"] = record.transcript
+    log.info("rest request", extra=fields)
+    return response
+
+
+async def _transcribe_file(
+    request: Request, request_id: str, record: _RequestRecord
+) -> JSONResponse:
     ctx: ServerContext = request.app.state.ctx
     legacy = request.url.path.rstrip("/") == LEGACY_REST_PATH
-    key = await authenticate(ctx.store, request.headers)
+    key = await authenticate(ctx.store, request)
     if key is None:
         return JSONResponse(UNAUTHORIZED_BODY, status_code=401)
+    record.key_id = key.id
     try:
         params = parse_file_params(request.query_params, legacy_path=legacy)
         ctx.check_diarize(params.text.diarize)
@@ -71,13 +119,13 @@ async def file_endpoint(request: Request) -> JSONResponse:
         return rest_error(413, "too_large", str(exc))
     except (FetchError, ValueError) as exc:
         return rest_error(400, "bad_request", str(exc))
+    record.body_bytes = len(data)
     if not data:
         return rest_error(
             400,
             "empty_body",
             'the request body is empty; send the audio file\'s bytes, or JSON {"url": "..."}.',
         )
-    request_id = str(uuid.uuid4())
     started = datetime.now(UTC)
     engine = ctx.engine_for(params.pro)
     try:
@@ -96,6 +144,7 @@ async def file_endpoint(request: Request) -> JSONResponse:
         return rest_error(400, "bad_audio", str(exc))
     except SchedulerClosedError:
         return rest_error(503, "unavailable", "the server is shutting down; retry shortly.")
+    record.audio_s = result.duration
     try:
         await asyncio.to_thread(
             ctx.store.record_usage,
@@ -106,8 +155,9 @@ async def file_endpoint(request: Request) -> JSONResponse:
             started_at=started,
         )
     except Exception:
-        log.exception("request %s: could not record usage", request_id)
+        log.exception("could not record usage", extra={"request_id": request_id})
     body = await asyncio.to_thread(_response, result, params, len(data), ctx.itn)
+    record.transcript = str(body["transcription"])
     return JSONResponse(body)
 
 

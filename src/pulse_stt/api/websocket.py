@@ -22,7 +22,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
+from pulse_stt.api.auth import UNAUTHORIZED_BODY, accepted_subprotocol, authenticate
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.control import Control, ControlError, parse_control
 from pulse_stt.api.params import ParamError, StreamParams, parse_stream_params
@@ -31,6 +31,8 @@ from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.audio.resample import MODEL_RATE
 from pulse_stt.engine.scheduler import SchedulerClosedError
 from pulse_stt.engine.types import DecodeJob, Hypothesis
+from pulse_stt.ops.logs import ContextLogger
+from pulse_stt.ops.metrics import StreamMetrics
 from pulse_stt.speakers.embedder import TurnEmbedder
 from pulse_stt.speakers.encoder import TurnWindows
 from pulse_stt.speakers.tracker import SpeakerTrack, SpeakerTracker
@@ -44,6 +46,7 @@ from pulse_stt.stream.session import (
     VadNotice,
 )
 from pulse_stt.stream.stabilizer import PartialRequest, PartialStabilizer
+from pulse_stt.text.format import TimedWord
 from pulse_stt.text.keywords import hotwords_prompt
 from pulse_stt.text.pipeline import TranscriptShaper
 
@@ -56,17 +59,19 @@ LIVE_PATH = "/waves/v1/stt/live"
 async def stream_endpoint(websocket: WebSocket) -> None:
     ctx: ServerContext = websocket.app.state.ctx
     legacy = websocket.url.path.rstrip("/") == LEGACY_PATH
-    key = await authenticate(ctx.store, websocket.headers)
+    key = await authenticate(ctx.store, websocket)
     if key is None:
+        ctx.metrics.error("unauthorized")
         await websocket.send_denial_response(JSONResponse(UNAUTHORIZED_BODY, status_code=401))
         return
     try:
         params = parse_stream_params(websocket.query_params, legacy_path=legacy)
         ctx.check_diarize(params.text.diarize)
     except ParamError as exc:
+        ctx.metrics.error("invalid_parameter")
         await websocket.send_denial_response(JSONResponse(exc.to_json(), status_code=400))
         return
-    await websocket.accept()
+    await websocket.accept(subprotocol=accepted_subprotocol(websocket))
     runner = StreamRunner(ctx, websocket, params, key, LEGACY_PATH if legacy else LIVE_PATH)
     await runner.run()
 
@@ -82,6 +87,8 @@ class _Pending:
     result: asyncio.Future[Hypothesis | None] | None  # None: nothing to decode
     voices: asyncio.Future[TurnWindows] | None = None  # speaker embeddings (diarize=true)
     start_s: float = 0.0  # where in the turn's audio a (stable) partial pass started
+    # Words of the message sent, when they carry decoded times (for the word-lag metric).
+    timed_words: tuple[TimedWord, ...] = ()
 
 
 _CLOSE = object()
@@ -142,28 +149,68 @@ class StreamRunner:
         self._stabilizer = PartialStabilizer()
         # Word timings are needed for utterances[] even when words[] is not sent.
         self._want_words = params.text.word_timestamps or params.text.sentence_timestamps
+        self._log = ContextLogger(log, {"session_id": self.session_id})
+        self._next_turn = 0  # the turn a speech onset belongs to (see `_dispatch`)
+        self._close_code: int | None = None
+        self._close_reason = "client_disconnected"
+        self._ops: StreamMetrics = ctx.metrics.stream_session(
+            "legacy" if endpoint == LEGACY_PATH else "live"
+        )
 
     async def run(self) -> None:
+        self._log_start()
         sender = asyncio.create_task(self._send_loop())
         try:
             if await self._receive_loop(sender):
                 await sender
                 await self.ws.close(code=1000)
+                self._close_code = 1000
         except _CLIENT_GONE:
             pass  # nothing more can be delivered
         except Exception:
-            log.exception("session %s failed", self.session_id)
+            self._log.exception("session failed")
             await self._close_quietly(1011)
         finally:
             if not sender.done():
                 sender.cancel()
             elif (failure := _unexpected_failure(sender)) is not None:
-                log.error("session %s: send loop failed", self.session_id, exc_info=failure)
+                self._log.error("send loop failed", exc_info=failure)
                 await self._close_quietly(1011)
             self.ctx.engine.cancel_session(self.session_id)
+            self._ops.ended()
+            self._log_end()
             await self._record_usage()
 
+    def _log_start(self) -> None:
+        params = self.params
+        self._log.info(
+            "session started",
+            extra={
+                "endpoint": self.endpoint,
+                "key_id": self.key.id,
+                "encoding": params.encoding,
+                "sample_rate": params.sample_rate,
+                "language": params.language.requested,
+                "external_session_id": params.external_session_id,
+            },
+        )
+
+    def _log_end(self) -> None:
+        self._log.info(
+            "session ended",
+            extra={
+                "duration_s": round((datetime.now(UTC) - self.started_at).total_seconds(), 3),
+                "audio_s": round(self.session.audio_seconds, 3),
+                "finals": self._ops.finals_sent,
+                "messages": self._ops.messages_sent,
+                "close_code": self._close_code,
+                "close_reason": self._close_reason,
+            },
+        )
+
     async def _close_quietly(self, code: int) -> None:
+        self._close_code, self._close_reason = code, "server_error"
+        self.ctx.metrics.error("internal")
         with contextlib.suppress(*_CLIENT_GONE):
             await self.ws.close(code=code)
 
@@ -176,9 +223,12 @@ class StreamRunner:
             except TimeoutError:
                 # Neither audio nor a control message for a while: end the session as
                 # close_stream would, so the client still gets its finals and is_last.
-                log.info("session %s: idle for %gs, closing", self.session_id, idle_timeout)
+                self._log.info("idle for %gs, closing", idle_timeout)
+                self._close_reason = "idle_timeout"
                 message = {"type": "websocket.receive", "text": '{"type":"close_stream"}'}
+            received_at = self._ops.now()  # the clock the send-side latencies use
             if message["type"] == "websocket.disconnect":
+                self._client_closed(message.get("code"))
                 return False
             if sender.done():  # the send side failed: the client is gone
                 return False
@@ -189,6 +239,7 @@ class StreamRunner:
                 except AudioDecodeError as exc:
                     self._post(self._bad_audio(str(exc)))
                     continue
+                self._ops.audio_received(self.session.audio_seconds, received_at)
                 self._dispatch(actions)
                 continue
             try:
@@ -197,11 +248,22 @@ class StreamRunner:
                 self._post(error_message(str(exc), error="bad_message", session_id=self.session_id))
                 continue
             if control is Control.FINALIZE:
+                self._ops.finalize_requested(received_at)
                 self._dispatch(await self._call(self.session.finalize))
             else:
-                self._dispatch(await self._call(self.session.close))
+                if self._close_reason != "idle_timeout":
+                    self._close_reason = "close_stream"
+                actions = await self._call(self.session.close)
+                self._ops.audio_received(self.session.audio_seconds, received_at)  # the tail
+                self._dispatch(actions)
                 self._outbox.put_nowait(_CLOSE)
                 return True
+
+    def _client_closed(self, code: int | None) -> None:
+        self._close_code = code
+        if code == 1009:  # uvicorn closed it: a frame over max_frame_bytes
+            self._close_reason = "frame_too_large"
+            self.ctx.metrics.error("too_large")
 
     async def _call(
         self, method: Callable[..., list[SessionAction]], *args: Any
@@ -230,6 +292,11 @@ class StreamRunner:
 
     def _dispatch(self, actions: list[SessionAction]) -> None:
         for action in actions:
+            # Actions come in session order: an onset after a final belongs to the next turn.
+            if isinstance(action, UtteranceAudio) and action.is_final:
+                self._next_turn = action.utterance + 1
+            elif isinstance(action, VadNotice) and action.kind == "speech_started":
+                self._ops.speech_started(self._next_turn, action.timestamp)
             if isinstance(action, VadNotice):
                 if self.params.vad_events:
                     self._post(vad_message(action.kind, self.session_id, action.timestamp))
@@ -297,7 +364,7 @@ class StreamRunner:
         try:
             windows = await item.voices
         except Exception as exc:  # the transcript still goes out, without speakers
-            log.warning("session %s: speaker embedding failed: %s", self.session_id, exc)
+            self._log.warning("speaker embedding failed: %s", exc)
             return None
         return self._speakers.label(windows, commit=item.work.is_final)
 
@@ -335,27 +402,54 @@ class StreamRunner:
         while (item := await self._outbox.get()) is not _CLOSE:
             if isinstance(item, _Ready):
                 await self.ws.send_json(item.message)
+                self._sent(item.message)
             elif isinstance(item, _Pending):
                 message = await self._resolve(item)
                 if message is not None:
                     await self.ws.send_json(message)
+                    self._sent(message, item)
+
+    def _sent(self, message: dict[str, Any], item: _Pending | None = None) -> None:
+        """Metrics (and, when the operator asked for it, the transcript log) of a sent message."""
+        if message["type"] == "error":
+            self._ops.error_sent(message["error"])
+        elif item is None:
+            self._ops.vad_sent()
+        else:
+            work = item.work
+            self._ops.transcription_sent(
+                turn=work.utterance,
+                is_final=work.is_final,
+                reason=work.reason,
+                has_text=bool(message["transcript"]),
+                words=item.timed_words,
+            )
+            if work.is_final and self.ctx.settings.log_transcripts:
+                self._log.info(
+                    "final",
+                    extra={
+                        "turn": work.utterance,
+                        "reason": work.reason,
+                        "transcript": message["transcript"],
+                    },
+                )
 
     async def _resolve(self, item: _Pending) -> dict[str, Any] | None:
         work = item.work
         try:
             hyp = await item.result if item.result is not None else Hypothesis("")
         except Exception as exc:
-            log.warning("session %s: decode failed: %s", self.session_id, exc)
+            self._log.warning("decode failed: %s", exc)
             if not work.is_final:
                 return None
             # A final is owed to the client even when its pass failed: say so, then send it empty.
-            await self.ws.send_json(
-                error_message(
-                    "transcription of this turn failed on the server; the turn's final is empty.",
-                    error="engine_error",
-                    session_id=self.session_id,
-                )
+            failed = error_message(
+                "transcription of this turn failed on the server; the turn's final is empty.",
+                error="engine_error",
+                session_id=self.session_id,
             )
+            await self.ws.send_json(failed)
+            self._sent(failed)
             hyp = Hypothesis("")
         if hyp is None:  # a newer partial replaced this one
             return None
@@ -387,6 +481,8 @@ class StreamRunner:
             transcript = self._shaper.shape(
                 hyp, work.offset, final=work.is_final, speakers=speakers
             )
+        if hyp.words:  # decoded word times (always for partials): the word-lag metric
+            item.timed_words = transcript.words
         full = None
         if work.is_final and transcript.text:
             self._finals.append(transcript.text)
@@ -414,4 +510,4 @@ class StreamRunner:
                 external_session_id=self.params.external_session_id,
             )
         except Exception:
-            log.exception("session %s: could not record usage", self.session_id)
+            self._log.exception("could not record usage")

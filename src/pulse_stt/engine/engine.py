@@ -8,7 +8,7 @@ from concurrent.futures import Future
 
 from pulse_stt.config import Settings
 from pulse_stt.engine.model_store import resolve_model_dir
-from pulse_stt.engine.scheduler import DecodeScheduler
+from pulse_stt.engine.scheduler import DecodeScheduler, PassObserver, QueueDepth
 from pulse_stt.engine.transcriber import WhisperTranscriber, WindowPolicy
 from pulse_stt.engine.types import DecodeJob, Hypothesis
 
@@ -16,7 +16,13 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, settings: Settings, model: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: str | None = None,
+        *,
+        pass_observer: PassObserver | None = None,
+    ) -> None:
         model_dir = resolve_model_dir(model or settings.model, settings.cache_dir)
         cores = os.cpu_count() or 1
         workers = settings.decode_workers or (1 if settings.device == "cuda" else cores)
@@ -47,6 +53,7 @@ class Engine:
             batch_key=self.transcriber.batch_key,
             max_batch=settings.max_batch,
             workers=workers,
+            observer=pass_observer,
         )
 
     def submit(self, job: DecodeJob) -> Future[Hypothesis | None]:
@@ -57,6 +64,14 @@ class Engine:
 
     def cancel_session(self, session_id: str) -> None:
         self.scheduler.cancel_session(session_id)
+
+    @property
+    def ready(self) -> bool:
+        """The model is loaded (it is, once constructed) and the decode workers take work."""
+        return self.scheduler.running
+
+    def queue_depths(self) -> QueueDepth:
+        return self.scheduler.queue_depths()
 
     def close(self) -> None:
         self.scheduler.close()

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Literal
 
 from pulse_stt.engine.types import DecodeJob, Hypothesis
 
@@ -30,6 +33,37 @@ DecodeFn = Callable[[DecodeJob], Hypothesis]
 BatchDecodeFn = Callable[[list[DecodeJob]], list["Hypothesis | BaseException"]]
 BatchKeyFn = Callable[[DecodeJob], object]
 _Item = tuple[DecodeJob, "Future[Hypothesis | None]"]
+PassKind = Literal["partial", "final", "file"]
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """Jobs waiting for a worker: live finals, and everything else (partials, speculative
+    finals, whole-file passes)."""
+
+    finals: int
+    background: int
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """One decoding pass, as the scheduler's observer sees it."""
+
+    kind: PassKind
+    batch_size: int
+    seconds: float
+    failed: bool
+
+
+PassObserver = Callable[[PassReport], None]
+
+
+def pass_kind(job: DecodeJob) -> PassKind:
+    """Whole-file passes are `file`; final-quality live passes (speculative ones included,
+    they decode exactly as a final) are `final`; the rest `partial`."""
+    if job.batch:
+        return "file"
+    return "final" if job.is_final else "partial"
 
 
 class SchedulerClosedError(RuntimeError):
@@ -46,8 +80,10 @@ class DecodeScheduler:
         decode_batch: BatchDecodeFn | None = None,
         batch_key: BatchKeyFn | None = None,
         max_batch: int = 8,
+        observer: PassObserver | None = None,
     ) -> None:
         self._decode = decode
+        self._observer = observer
         self._decode_batch = decode_batch
         self._batch_key = batch_key if decode_batch is not None else None
         self._max_batch = max(1, max_batch)
@@ -99,8 +135,17 @@ class DecodeScheduler:
                 future.cancel()
 
     def queue_depth(self) -> int:
+        depth = self.queue_depths()
+        return depth.finals + depth.background
+
+    def queue_depths(self) -> QueueDepth:
         with self._cond:
-            return len(self._finals) + sum(len(q) for q in self._background.values())
+            return QueueDepth(len(self._finals), sum(len(q) for q in self._background.values()))
+
+    @property
+    def running(self) -> bool:
+        """Taking work and able to do it: not closed, and every worker thread alive."""
+        return not self._closed and all(t.is_alive() for t in self._threads)
 
     def close(self, timeout: float = 30.0) -> None:
         with self._cond:
@@ -172,6 +217,7 @@ class DecodeScheduler:
         items = [(job, f) for job, f in items if f.set_running_or_notify_cancel()]
         if not items:
             return
+        started = time.perf_counter()
         try:
             if self._decode_batch is not None:
                 results = self._decode_batch([job for job, _ in items])
@@ -180,11 +226,27 @@ class DecodeScheduler:
         except Exception as exc:  # one bad pass must not take the worker down
             log.exception("decode pass failed for %d job(s)", len(items))
             results = [exc] * len(items)
+        self._report(items[0][0], len(items), time.perf_counter() - started, results)
         for (_, future), result in zip(items, results, strict=True):
             if isinstance(result, BaseException):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    def _report(
+        self,
+        first: DecodeJob,
+        size: int,
+        seconds: float,
+        results: list[Hypothesis | BaseException],
+    ) -> None:
+        if self._observer is None:
+            return
+        failed = any(isinstance(r, BaseException) for r in results)
+        try:
+            self._observer(PassReport(pass_kind(first), size, seconds, failed))
+        except Exception:  # watching must never break decoding
+            log.exception("pass observer failed")
 
     def _decode_one(self, job: DecodeJob) -> Hypothesis | BaseException:
         try:

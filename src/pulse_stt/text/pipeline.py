@@ -61,7 +61,12 @@ class TranscriptShaper:
             try:
                 tokens = apply_itn(tokens, hyp.language or "en", self._itn)
             except Exception as exc:  # a grammar problem must not cost the client its final
-                log.warning("ITN failed for %s, final left in spoken form: %s", hyp.language, exc)
+                # The exception's text may quote the transcript: only its type is logged.
+                log.warning(
+                    "ITN failed for %s (%s), final left in spoken form",
+                    hyp.language,
+                    type(exc).__name__,
+                )
         if self._keywords:
             tokens = apply_keywords(tokens, self._keywords)
         redacted: list[str] = []

@@ -1,0 +1,1 @@
+"""Operating a server: Prometheus metrics and structured logs."""
