@@ -3,10 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
-TEST_DEBS := pocketsphinx-testdata espeak-ng sox opus-tools postgresql
+TEST_DEBS := pocketsphinx-testdata espeak-ng sox opus-tools postgresql chromium chromium-driver nginx
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: serve install dev test test-deps test-fixtures lint format bench clean
+.PHONY: serve install dev test test-deps test-fixtures lint format docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ serve: install
 
 dev: $(VENV)/.dev-installed
 
-## test-deps: Debian packages the tests use for real audio
+## test-deps: Debian packages the tests use (real audio, PostgreSQL, headless Chromium)
 test-deps:
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -61,6 +61,10 @@ test: dev test-deps test-fixtures install
 lint:
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+
+## docs: regenerate docs/CONFIGURATION.md from the settings object
+docs: $(VENV)/.installed
+	$(BIN)/pulse-stt settings > docs/CONFIGURATION.md
 
 format:
 	$(BIN)/ruff format src tests bench
