@@ -94,7 +94,7 @@ def running_server(data_dir: Path, **settings: str) -> Iterator[Server]:
             if time.monotonic() > deadline:
                 pytest.fail(f"server not ready in time:\n{log.read_text()}")
             time.sleep(0.3)
-        yield Server("127.0.0.1", port, API_KEY, env, log, proc.pid)
+        yield Server("127.0.0.1", port, env["PULSE_STT_API_KEY"], env, log, proc.pid)
     finally:
         proc.terminate()
         try:
