@@ -54,6 +54,7 @@ def _serve(settings: Settings) -> int:
 
     from pulse_stt.api.app import create_app
     from pulse_stt.api.context import ServerContext
+    from pulse_stt.api.shutdown import GracefulServer
 
     # numpy's OpenBLAS threads spin between the small matrix products of feature
     # extraction and VAD and took a third of a core under load; the model has its own.
@@ -75,7 +76,8 @@ def _serve(settings: Settings) -> int:
         log_config=None,  # uvicorn's loggers go through our handler (ops.logs)
         lifespan="off",
     )
-    server = uvicorn.Server(config)  # (configures uvicorn's loggers)
+    # On SIGTERM/SIGINT: drain sessions (finals, then 1001) within shutdown_grace_s.
+    server = GracefulServer(config, ctx)  # (configures uvicorn's loggers)
     logging.getLogger("uvicorn.error").addFilter(_DenialResponseNoise())
 
     original_startup = server.startup

@@ -105,12 +105,28 @@ class Settings(BaseSettings):
         0.5, gt=0.0, lt=1.0, description="Silero speech probability onset."
     )
     max_frame_bytes: int = Field(
-        1 << 20, ge=1024, description="Largest binary WebSocket frame accepted."
+        1 << 20,
+        ge=1024,
+        description="Largest WebSocket frame accepted, binary or text: a larger one closes "
+        "the session with 1009.",
+    )
+    max_text_frame_bytes: int = Field(
+        64 * 1024,
+        ge=256,
+        description="Largest text (control) frame read: a longer one is answered with an "
+        "`error` message (`too_large`) and the session goes on (control messages are tiny).",
     )
     max_upload_bytes: int = Field(
         512 * 1024 * 1024,
         ge=1024,
         description="Largest REST body or fetched file (HTTP 413 above).",
+    )
+    max_file_audio_s: float = Field(
+        14_400.0,
+        gt=0,
+        description="Most audio one REST file may hold, in seconds once decoded: a longer one "
+        "is refused with HTTP 413 (`too_long`) as soon as decoding passes the limit (a few kB "
+        "that declare a sample rate of 1 Hz are days of audio).",
     )
     allow_private_urls: bool = Field(
         False,
@@ -122,6 +138,65 @@ class Settings(BaseSettings):
         gt=0,
         description="A stream that sends neither audio nor a control message for this long is "
         "ended as if it sent close_stream (finals, then is_last, then close 1000).",
+    )
+    shutdown_grace_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM or SIGINT the server stops taking new work (`/ready` answers "
+        "503) and gives every open stream the final of its open turn (sent with is_last, "
+        "then close 1001) and REST requests in flight time to finish, for at most this "
+        "long; then what is left is closed and the process exits. A second signal exits "
+        "at once. Keep Kubernetes' terminationGracePeriodSeconds above it.",
+    )
+    max_session_s: float = Field(
+        14_400.0,
+        gt=0,
+        description="Longest a WebSocket session may last. At the limit the server sends an "
+        "`error` message (`session_too_long`), then ends the session as close_stream would "
+        "(the finals of all audio received, is_last, close 1000).",
+    )
+    max_sessions_per_key: int = Field(
+        100,
+        ge=0,
+        description="Most sessions one API key may hold at once on this server (WebSocket "
+        "streams plus REST requests in flight); 0 = unlimited. Over it a WebSocket gets an "
+        "`error` message (`too_many_sessions`) and close 1008, REST gets HTTP 429.",
+    )
+    max_sessions: int = Field(
+        64,
+        ge=0,
+        description="Most sessions the server holds at once (WebSocket streams plus REST "
+        "requests in flight); 0 = unlimited. Over it: HTTP 503 with Retry-After (before the "
+        "WebSocket upgrade, so a load balancer can try another server).",
+    )
+    admission_max_final_wait_s: float = Field(
+        1.0,
+        ge=0,
+        description="Admission control: while the oldest live final has waited longer than "
+        "this for the model, new sessions are refused with HTTP 503 + Retry-After "
+        "(`overloaded`) instead of slowing everyone down; open sessions keep their finals. "
+        "0 = off.",
+    )
+    admission_retry_after_s: int = Field(
+        5,
+        ge=1,
+        le=3600,
+        description="Retry-After (seconds) sent with refusals for limits and load.",
+    )
+    max_send_backlog_bytes: int = Field(
+        4 << 20,
+        ge=64 * 1024,
+        description="Most a WebSocket session holds for its client: audio waiting to be "
+        "transcribed plus messages not yet written. Above it the server stops reading the "
+        "client's frames until the backlog drains (TCP slows the sender; nothing is lost), "
+        "and a queued partial is dropped when a newer one of the same turn is queued.",
+    )
+    send_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A client that takes nothing the server sends for this long (it does not "
+        "read its socket) is closed with 1008 and everything its session held is freed.",
     )
     token_ttl_s: int = Field(
         300,

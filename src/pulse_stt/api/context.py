@@ -7,7 +7,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from pulse_stt.api.admission import Admission
 from pulse_stt.api.params import ParamError
+from pulse_stt.api.shutdown import SessionDrain
 from pulse_stt.config import Settings
 from pulse_stt.engine.engine import Engine
 from pulse_stt.ops.metrics import ServerMetrics
@@ -36,6 +38,7 @@ class ServerContext:
     speaker_encoder: VoiceEncoder | None = None  # None: diarize=true is refused (see below)
     speaker_problem: str = ""  # why there is no speaker encoder
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # this server's registry
+    drain: SessionDrain = field(default_factory=SessionDrain)  # live sessions; shutting down?
     # Decoding, resampling and VAD of incoming frames: light but not free, so off the loop.
     dsp_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsp")
@@ -44,6 +47,11 @@ class ServerContext:
     speaker_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="speakers")
     )
+    # Who may start a session now: per-key and per-server limits, load (api/admission.py).
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission.from_settings(self.settings, self.metrics.admission_refused)
 
     @classmethod
     def create(cls, settings: Settings) -> ServerContext:
@@ -51,10 +59,14 @@ class ServerContext:
         metrics = ServerMetrics()
         engine = Engine(settings, pass_observer=metrics.observe_pass)
         metrics.watch_queue("pulse", engine.queue_depths)
+        metrics.watch_workers("pulse", engine.worker_restarts)
+        metrics.watch_final_wait("pulse", engine.oldest_final_wait)
         pro_engine = None
         if settings.pro_model and settings.pro_model != settings.model:
             pro_engine = Engine(settings, settings.pro_model, pass_observer=metrics.observe_pass)
             metrics.watch_queue("pulse-pro", pro_engine.queue_depths)
+            metrics.watch_workers("pulse-pro", pro_engine.worker_restarts)
+            metrics.watch_final_wait("pulse-pro", pro_engine.oldest_final_wait)
         itn = NemoInverseNormalizer(settings.cache_dir / "itn")
         # Compile (first start) or load the English grammar now, not on the first final.
         threading.Thread(target=_warm, args=(itn, "en"), name="itn-warm", daemon=True).start()
@@ -79,6 +91,8 @@ class ServerContext:
     def ready(self) -> bool:
         """Every model is loaded (before the server listens) and its workers take work;
         false once shutdown has begun."""
+        if self.drain.draining:
+            return False
         return self.engine.ready and (self.pro_engine is None or self.pro_engine.ready)
 
     def engine_for(self, pro: bool) -> Engine:

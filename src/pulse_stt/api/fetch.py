@@ -16,6 +16,10 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 _MAX_REDIRECTS = 3
+# IPv6 prefixes that reach IPv4 hosts through a translator: judged by the IPv4 address
+# they carry (RFC 6052 well-known NAT64 prefix), or refused outright (RFC 8215 local use).
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 class FetchError(ValueError):
@@ -26,6 +30,21 @@ class FetchTooLargeError(FetchError):
     """The resource is over the upload limit (HTTP 413)."""
 
 
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable, and not an IPv6 address that carries a non-public IPv4 one
+    (IPv4-mapped, 6to4, NAT64: e.g. `64:ff9b::a00:1` reaches 10.0.0.1 on a NAT64 network)."""
+    if not ip.is_global:
+        return False
+    if isinstance(ip, ipaddress.IPv4Address):
+        return True
+    if ip in _NAT64_LOCAL:
+        return False
+    embedded = ip.ipv4_mapped or ip.sixtofour
+    if ip in _NAT64:
+        embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return embedded is None or embedded.is_global
+
+
 async def _resolve_checked(host: str, port: int, allow_private: bool) -> str:
     try:
         infos = await asyncio.to_thread(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
@@ -34,7 +53,7 @@ async def _resolve_checked(host: str, port: int, allow_private: bool) -> str:
     addresses = [info[4][0] for info in infos]
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
-        if not allow_private and not ip.is_global:
+        if not allow_private and not is_public(ip):
             raise FetchError(
                 f"the URL's host {host!r} resolves to a non-public address; upload the file "
                 "in the request body instead (operators can allow this with "

@@ -14,14 +14,17 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from pulse_stt.api.admission import Refusal
 from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.fetch import FetchError, FetchTooLargeError, fetch_url
 from pulse_stt.api.params import FileParams, ParamError, parse_file_params
 from pulse_stt.api.schemas import file_response, rest_error
-from pulse_stt.audio.container import iter_file_audio
+from pulse_stt.api.shutdown import unavailable_response
+from pulse_stt.audio.container import AudioTooLongError, iter_file_audio
 from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.engine.scheduler import SchedulerClosedError
+from pulse_stt.store.db import ApiKey
 from pulse_stt.stream.file import FileTranscription, transcribe_audio_chunks
 from pulse_stt.text.itn import NemoInverseNormalizer
 from pulse_stt.text.pipeline import TranscriptShaper
@@ -96,6 +99,8 @@ async def _transcribe_file(
     request: Request, request_id: str, record: _RequestRecord
 ) -> JSONResponse:
     ctx: ServerContext = request.app.state.ctx
+    if ctx.drain.draining:  # shutting down: requests in flight finish, new ones are refused
+        return unavailable_response()
     legacy = request.url.path.rstrip("/") == LEGACY_REST_PATH
     key = await authenticate(ctx.store, request)
     if key is None:
@@ -106,6 +111,24 @@ async def _transcribe_file(
         ctx.check_diarize(params.text.diarize)
     except ParamError as exc:
         return JSONResponse(exc.to_json(), status_code=400)
+    # A slot per key and per server (429 / 503 with Retry-After), taken before the body is
+    # read and held until the answer: REST requests count as sessions (api/admission.py).
+    admitted = ctx.admission.admit(key.id, ctx.engine_for(params.pro))
+    if isinstance(admitted, Refusal):
+        return admitted.response()
+    with admitted:
+        return await _transcribe_admitted(request, ctx, key, params, legacy, request_id, record)
+
+
+async def _transcribe_admitted(
+    request: Request,
+    ctx: ServerContext,
+    key: ApiKey,
+    params: FileParams,
+    legacy: bool,
+    request_id: str,
+    record: _RequestRecord,
+) -> JSONResponse:
     limit = ctx.settings.max_upload_bytes
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
@@ -131,7 +154,7 @@ async def _transcribe_file(
     try:
         result = await asyncio.to_thread(
             lambda: transcribe_audio_chunks(
-                iter_file_audio(data),
+                iter_file_audio(data, max_seconds=ctx.settings.max_file_audio_s),
                 engine=engine,
                 params=params,
                 request_id=request_id,
@@ -140,6 +163,8 @@ async def _transcribe_file(
                 speaker_encoder=ctx.speaker_encoder if params.text.diarize else None,
             )
         )
+    except AudioTooLongError as exc:
+        return rest_error(413, "too_long", str(exc))
     except AudioDecodeError as exc:
         return rest_error(400, "bad_audio", str(exc))
     except SchedulerClosedError:
@@ -164,7 +189,7 @@ async def _transcribe_file(
 async def _fetch_from_json(ctx: ServerContext, body: bytes) -> bytes:
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         raise FetchError('the JSON body is not valid JSON; send {"url": "https://..."}') from None
     if not isinstance(payload, dict) or not isinstance(payload.get("url"), str):
         raise FetchError('the JSON body must be {"url": "https://..."}')

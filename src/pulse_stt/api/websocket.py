@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -20,13 +22,17 @@ from functools import partial
 from typing import Any
 
 from starlette.responses import JSONResponse
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from pulse_stt.api.admission import Refusal
 from pulse_stt.api.auth import UNAUTHORIZED_BODY, accepted_subprotocol, authenticate
 from pulse_stt.api.context import ServerContext
-from pulse_stt.api.control import Control, ControlError, parse_control
+from pulse_stt.api.control import HINT, Control, ControlError, parse_control
+from pulse_stt.api.outbox import Outbox
 from pulse_stt.api.params import ParamError, StreamParams, parse_stream_params
 from pulse_stt.api.schemas import error_message, transcription_message, vad_message
+from pulse_stt.api.shutdown import unavailable_response
 from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.audio.resample import MODEL_RATE
 from pulse_stt.engine.scheduler import SchedulerClosedError
@@ -59,6 +65,10 @@ LIVE_PATH = "/waves/v1/stt/live"
 async def stream_endpoint(websocket: WebSocket) -> None:
     ctx: ServerContext = websocket.app.state.ctx
     legacy = websocket.url.path.rstrip("/") == LEGACY_PATH
+    if ctx.drain.draining:  # shutting down: no new sessions (HTTP 503 before the upgrade)
+        ctx.metrics.error("unavailable")
+        await websocket.send_denial_response(unavailable_response())
+        return
     key = await authenticate(ctx.store, websocket)
     if key is None:
         ctx.metrics.error("unauthorized")
@@ -71,14 +81,22 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         ctx.metrics.error("invalid_parameter")
         await websocket.send_denial_response(JSONResponse(exc.to_json(), status_code=400))
         return
-    await websocket.accept(subprotocol=accepted_subprotocol(websocket))
-    runner = StreamRunner(ctx, websocket, params, key, LEGACY_PATH if legacy else LIVE_PATH)
-    await runner.run()
+    admitted = ctx.admission.admit(key.id, ctx.engine)
+    if isinstance(admitted, Refusal):
+        ctx.metrics.error(admitted.error)
+        with contextlib.suppress(*_CLIENT_GONE):
+            await admitted.refuse_stream(websocket, accepted_subprotocol(websocket))
+        return
+    with admitted:  # the session's slot (per key and per server), held until it ends
+        await websocket.accept(subprotocol=accepted_subprotocol(websocket))
+        runner = StreamRunner(ctx, websocket, params, key, LEGACY_PATH if legacy else LIVE_PATH)
+        await runner.run()
 
 
 @dataclass
 class _Ready:
     message: dict[str, Any]
+    text: str  # the message as sent (its length is what the outbox counts)
 
 
 @dataclass
@@ -92,6 +110,27 @@ class _Pending:
 
 
 _CLOSE = object()
+# What the outbox counts for a decode on top of its audio: the message it becomes.
+_PENDING_OVERHEAD = 1024
+
+
+class SlowReaderError(Exception):
+    """The client took nothing the server sent for send_timeout_s: it is not reading."""
+
+
+class _TextFrameTooLargeError(ValueError):
+    pass
+
+
+def _encode(message: dict[str, Any]) -> str:
+    """A message as Starlette's send_json writes it."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def _utf8_size_over(text: str, limit: int) -> bool:
+    return len(text) > limit or (not text.isascii() and len(text.encode()) > limit)
+
+
 # What sending or receiving raises once the client is gone (Starlette raises RuntimeError
 # for a send after the close handshake).
 _CLIENT_GONE = (WebSocketDisconnect, ConnectionError, RuntimeError)
@@ -131,7 +170,11 @@ class StreamRunner:
                 max_utterance_s=ctx.settings.max_utterance_s,
             )
         )
-        self._outbox: asyncio.Queue[_Ready | _Pending | object] = asyncio.Queue()
+        # What the client is owed, in order; its size bounds the session's memory (see outbox).
+        self._outbox: Outbox[_Ready | _Pending | object] = Outbox(
+            ctx.settings.max_send_backlog_bytes
+        )
+        self._deadline = time.monotonic() + ctx.settings.max_session_s  # max_session_s
         self._languages: dict[int, str] = {}  # language detected per turn, reused by its partials
         self._last_language: str | None = None
         self._partial_shown: set[int] = set()
@@ -153,18 +196,24 @@ class StreamRunner:
         self._next_turn = 0  # the turn a speech onset belongs to (see `_dispatch`)
         self._close_code: int | None = None
         self._close_reason = "client_disconnected"
+        # Set by `drain()` when the server shuts down (created in `run`, on the loop).
+        self._drain_requested: asyncio.Future[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._aborted = False  # the shutdown grace period ran out
         self._ops: StreamMetrics = ctx.metrics.stream_session(
             "legacy" if endpoint == LEGACY_PATH else "live"
         )
 
     async def run(self) -> None:
         self._log_start()
-        sender = asyncio.create_task(self._send_loop())
+        self._drain_requested = asyncio.get_running_loop().create_future()
+        self.ctx.drain.add(self)
+        sender = self._sender = asyncio.create_task(self._send_loop())
         try:
             if await self._receive_loop(sender):
-                await sender
-                await self.ws.close(code=1000)
-                self._close_code = 1000
+                await self._finish(sender)
+        except SlowReaderError:  # everything was sent but the client never took the close
+            await self._close_slow_reader()
         except _CLIENT_GONE:
             pass  # nothing more can be delivered
         except Exception:
@@ -176,10 +225,39 @@ class StreamRunner:
             elif (failure := _unexpected_failure(sender)) is not None:
                 self._log.error("send loop failed", exc_info=failure)
                 await self._close_quietly(1011)
+            if self._aborted and self._close_code is None:
+                self._close_code, self._close_reason = 1001, "shutdown_deadline"
+                with contextlib.suppress(TimeoutError, *_CLIENT_GONE):  # may not be reading
+                    await asyncio.wait_for(self.ws.close(code=1001), 1.0)
             self.ctx.engine.cancel_session(self.session_id)
             self._ops.ended()
             self._log_end()
             await self._record_usage()
+            self.ctx.drain.discard(self)
+
+    async def _finish(self, sender: asyncio.Task[None]) -> None:
+        """After close_stream, the idle timeout or a drain: send what is owed, then close
+        (1001 when the server is going away)."""
+        await asyncio.wait({sender})
+        if sender.cancelled():  # aborted: `run` closes with 1001
+            return
+        sender.result()  # the send loop's failure, if any
+        code = 1001 if self._close_reason == "server_shutdown" else 1000
+        await self._deliver(self.ws.close(code=code))
+        self._close_code = code
+
+    def drain(self) -> None:
+        """The server is shutting down: end the session as close_stream would (the open
+        turn's final goes out as the last message, `is_last: true`), then close with 1001."""
+        if self._drain_requested is not None and not self._drain_requested.done():
+            self._drain_requested.set_result(None)
+
+    def abort(self) -> None:
+        """The shutdown grace period is over: stop waiting for owed messages; close 1001."""
+        self._aborted = True
+        self.drain()
+        if self._sender is not None:
+            self._sender.cancel()
 
     def _log_start(self) -> None:
         params = self.params
@@ -211,21 +289,18 @@ class StreamRunner:
     async def _close_quietly(self, code: int) -> None:
         self._close_code, self._close_reason = code, "server_error"
         self.ctx.metrics.error("internal")
-        with contextlib.suppress(*_CLIENT_GONE):
-            await self.ws.close(code=code)
+        with contextlib.suppress(TimeoutError, *_CLIENT_GONE):  # a client not reading: give up
+            await asyncio.wait_for(self.ws.close(code=code), 1.0)
 
     async def _receive_loop(self, sender: asyncio.Task[None]) -> bool:
         """Returns True after close_stream (the send loop then finishes and we close)."""
         idle_timeout = self.ctx.settings.idle_timeout_s
         while True:
-            try:
-                message = await asyncio.wait_for(self.ws.receive(), idle_timeout)
-            except TimeoutError:
-                # Neither audio nor a control message for a while: end the session as
-                # close_stream would, so the client still gets its finals and is_last.
-                self._log.info("idle for %gs, closing", idle_timeout)
-                self._close_reason = "idle_timeout"
-                message = {"type": "websocket.receive", "text": '{"type":"close_stream"}'}
+            # Over max_send_backlog_bytes: read no more frames until the backlog drains, so
+            # TCP slows a client down that sends faster than it is answered (or reads nothing).
+            if not await self._outbox.room():
+                return False  # abandoned: the client does not read
+            message = await self._next_message(idle_timeout)
             received_at = self._ops.now()  # the clock the send-side latencies use
             if message["type"] == "websocket.disconnect":
                 self._client_closed(message.get("code"))
@@ -234,30 +309,95 @@ class StreamRunner:
                 return False
             data = message.get("bytes")
             if data is not None:
-                try:
-                    actions = await self._call(self.session.feed, data)
-                except AudioDecodeError as exc:
-                    self._post(self._bad_audio(str(exc)))
-                    continue
-                self._ops.audio_received(self.session.audio_seconds, received_at)
-                self._dispatch(actions)
+                if not await self._feed(data, received_at):
+                    return False  # abandoned: the client does not read
                 continue
             try:
-                control = parse_control(message.get("text") or "")
+                control = parse_control(self._control_text(message))
             except ControlError as exc:
                 self._post(error_message(str(exc), error="bad_message", session_id=self.session_id))
+                continue
+            except _TextFrameTooLargeError as exc:
+                self._post(error_message(str(exc), error="too_large", session_id=self.session_id))
                 continue
             if control is Control.FINALIZE:
                 self._ops.finalize_requested(received_at)
                 self._dispatch(await self._call(self.session.finalize))
             else:
-                if self._close_reason != "idle_timeout":
+                if self._close_reason not in (
+                    "idle_timeout",
+                    "server_shutdown",
+                    "session_too_long",
+                ):
                     self._close_reason = "close_stream"
                 actions = await self._call(self.session.close)
                 self._ops.audio_received(self.session.audio_seconds, received_at)  # the tail
                 self._dispatch(actions)
-                self._outbox.put_nowait(_CLOSE)
+                self._outbox.put(_CLOSE, 0)
                 return True
+
+    async def _feed(self, data: bytes, received_at: float) -> bool:
+        """A binary frame, decoded a bounded piece at a time: one frame of Ogg/Opus can
+        hold hours of audio. Between pieces other sessions get the DSP threads and the
+        outbox must have room again. False: abandoned (the client does not read)."""
+        while True:
+            try:
+                actions = await self._call(self.session.feed, data)
+            except AudioDecodeError as exc:
+                self._post(self._bad_audio(str(exc)))
+            else:
+                self._ops.audio_received(self.session.audio_seconds, received_at)
+                self._dispatch(actions)
+            if not self.session.has_pending_audio:
+                return True
+            data = b""
+            if not await self._outbox.room():
+                return False
+
+    async def _next_message(self, idle_timeout: float) -> Message:
+        """The client's next message; or, after `idle_timeout` s without one or when the
+        server drains, a close_stream of our own: the session then ends as close_stream
+        ends it, so the client still gets its finals and is_last."""
+        assert self._drain_requested is not None and self._sender is not None
+        close_stream: Message = {"type": "websocket.receive", "text": '{"type":"close_stream"}'}
+        if time.monotonic() >= self._deadline:  # checked first: a busy stream never idles
+            self._session_too_long()
+            return close_stream
+        receiving = asyncio.ensure_future(self.ws.receive())
+        done, _ = await asyncio.wait(
+            # the send loop ends early only when the client is gone or not reading: stop then
+            (receiving, self._drain_requested, self._sender),
+            timeout=min(idle_timeout, self._deadline - time.monotonic()),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if receiving in done:
+            return receiving.result()
+        receiving.cancel()  # a message not read yet stays queued for nobody: we are closing
+        if self._sender.done():
+            return close_stream  # the receive loop sees the send loop ended and stops
+        if self._drain_requested.done():
+            self._close_reason = "server_shutdown"
+        elif time.monotonic() >= self._deadline:
+            self._session_too_long()
+        else:
+            self._log.info("idle for %gs, closing", idle_timeout)
+            self._close_reason = "idle_timeout"
+        return {"type": "websocket.receive", "text": '{"type":"close_stream"}'}
+
+    def _session_too_long(self) -> None:
+        """max_session_s is over: say so, then the session ends as close_stream ends it."""
+        limit = self.ctx.settings.max_session_s
+        self._log.info("session reached max_session_s (%gs), closing", limit)
+        self._close_reason = "session_too_long"
+        self._post(
+            error_message(
+                f"this session reached the server's limit of {limit:g} s (max_session_s): "
+                "the finals of the audio received follow, then the session closes; open a "
+                "new session to go on.",
+                error="session_too_long",
+                session_id=self.session_id,
+            )
+        )
 
     def _client_closed(self, code: int | None) -> None:
         self._close_code = code
@@ -288,7 +428,18 @@ class StreamRunner:
         )
 
     def _post(self, message: dict[str, Any]) -> None:
-        self._outbox.put_nowait(_Ready(message))
+        text = _encode(message)
+        self._outbox.put(_Ready(message, text), len(text))
+
+    def _control_text(self, message: Message) -> str:
+        text: str = message.get("text") or ""
+        limit = self.ctx.settings.max_text_frame_bytes
+        if _utf8_size_over(text, limit):  # not even parsed: control messages are tiny
+            raise _TextFrameTooLargeError(
+                f"text frame of {len(text.encode())} bytes is over this server's limit of "
+                f"{limit} bytes for control messages (max_text_frame_bytes); {HINT}."
+            )
+        return text
 
     def _dispatch(self, actions: list[SessionAction]) -> None:
         for action in actions:
@@ -307,13 +458,17 @@ class StreamRunner:
             request = PartialRequest(0.0, None)
             if not action.is_final and not action.speculative:
                 request = self._stabilizer.request(action.utterance)
-            self._outbox.put_nowait(
+            plain_partial = not action.is_final and not action.speculative
+            self._outbox.put(
                 _Pending(
                     action,
                     self._decode(action, request),
                     self._embed(action),
                     request.start_s,
-                )
+                ),
+                action.audio.nbytes + _PENDING_OVERHEAD,
+                # a newer partial of the turn replaces this one while it waits to be sent
+                partial_of=action.utterance if plain_partial else None,
             )
 
     def _decode(
@@ -399,15 +554,44 @@ class StreamRunner:
             return failed
 
     async def _send_loop(self) -> None:
-        while (item := await self._outbox.get()) is not _CLOSE:
-            if isinstance(item, _Ready):
-                await self.ws.send_json(item.message)
-                self._sent(item.message)
-            elif isinstance(item, _Pending):
-                message = await self._resolve(item)
-                if message is not None:
-                    await self.ws.send_json(message)
-                    self._sent(message, item)
+        try:
+            while (item := await self._outbox.get()) is not _CLOSE:
+                if isinstance(item, _Ready):
+                    await self._deliver(self.ws.send_text(item.text))
+                    self._sent(item.message)
+                elif isinstance(item, _Pending):
+                    message = await self._resolve(item)
+                    if message is not None:
+                        await self._deliver(self.ws.send_json(message))
+                        self._sent(message, item)
+            self._outbox.done()
+        except SlowReaderError:
+            await self._close_slow_reader()
+        finally:
+            # However the send loop ends, nothing more will be written: wake the receive
+            # loop if it waits for room, and let go of what was queued.
+            self._outbox.abandon()
+
+    async def _deliver(self, write: Awaitable[None]) -> None:
+        """One write to the client. uvicorn holds it while the socket's buffer is full (the
+        client is not reading): after send_timeout_s of that, the client is not reading."""
+        try:
+            await asyncio.wait_for(write, self.ctx.settings.send_timeout_s)
+        except TimeoutError:
+            raise SlowReaderError from None
+
+    async def _close_slow_reader(self) -> None:
+        """Free what the session holds now and close with 1008. The close frame waits behind
+        what the client has not read; the connection closes once uvicorn has written it."""
+        self._log.warning("client read nothing for %gs, closing", self.ctx.settings.send_timeout_s)
+        self._close_code, self._close_reason = 1008, "slow_reader"
+        self.ctx.metrics.error("slow_reader")
+        self._outbox.abandon()
+        self.ctx.engine.cancel_session(self.session_id)
+        with contextlib.suppress(TimeoutError, *_CLIENT_GONE):
+            await asyncio.wait_for(
+                self.ws.close(code=1008, reason="client is not reading its messages"), 1.0
+            )
 
     def _sent(self, message: dict[str, Any], item: _Pending | None = None) -> None:
         """Metrics (and, when the operator asked for it, the transcript log) of a sent message."""
@@ -448,7 +632,7 @@ class StreamRunner:
                 error="engine_error",
                 session_id=self.session_id,
             )
-            await self.ws.send_json(failed)
+            await self._deliver(self.ws.send_json(failed))
             self._sent(failed)
             hyp = Hypothesis("")
         if hyp is None:  # a newer partial replaced this one

@@ -22,12 +22,19 @@ log = logging.getLogger(__name__)
 SUPPORTED_HINT = "send a WAV, MP3, FLAC, Ogg (Opus/Vorbis), WebM, M4A/AAC or similar audio file"
 
 
-def iter_file_audio(source: bytes | BinaryIO) -> Iterator[np.ndarray]:
+class AudioTooLongError(AudioDecodeError):
+    """The file holds more audio than the caller accepts (see `max_seconds`)."""
+
+
+def iter_file_audio(
+    source: bytes | BinaryIO, *, max_seconds: float | None = None
+) -> Iterator[np.ndarray]:
     """Yield 16 kHz mono float32 chunks of the first audio stream in `source`.
 
     Raises AudioDecodeError when nothing decodable is found. Damage after some audio was
     decoded (a truncated upload, say) ends the audio there instead: what was decodable is
-    still transcribed.
+    still transcribed. With `max_seconds`, raises AudioTooLongError as soon as the decoded
+    audio passes it: a few kB that declare a sample rate of 1 Hz are days of audio.
     """
     stream_source = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
@@ -42,12 +49,15 @@ def iter_file_audio(source: bytes | BinaryIO) -> Iterator[np.ndarray]:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=MODEL_RATE)
         decoded_any = False
+        budget = _Budget(max_seconds)
         try:
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler follow sample counts, not damaged pts
                 for out in resampler.resample(frame):
                     decoded_any = True
-                    yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    yield budget.take(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+        except AudioTooLongError:
+            raise
         except (av.error.FFmpegError, ValueError) as exc:
             if not decoded_any:
                 raise AudioDecodeError(
@@ -56,9 +66,28 @@ def iter_file_audio(source: bytes | BinaryIO) -> Iterator[np.ndarray]:
             log.warning("audio ends early: decoding stopped at damaged data (%s)", _reason(exc))
         for out in resampler.resample(None):
             decoded_any = True
-            yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            yield budget.take(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
         if not decoded_any:
             raise AudioDecodeError(f"the file contains no decodable audio; {SUPPORTED_HINT}")
+
+
+class _Budget:
+    """Counts the audio handed out; past `max_seconds` it refuses the rest."""
+
+    def __init__(self, max_seconds: float | None) -> None:
+        self._max_seconds = max_seconds
+        self._left = None if max_seconds is None else int(max_seconds * MODEL_RATE)
+
+    def take(self, chunk: np.ndarray) -> np.ndarray:
+        if self._left is not None:
+            self._left -= chunk.size
+            if self._left < 0:
+                raise AudioTooLongError(
+                    f"the file holds more than {self._max_seconds:g} s of audio, this server's "
+                    "limit for one request (max_file_audio_s); split it into shorter files, "
+                    "or stream it over the WebSocket"
+                )
+        return chunk
 
 
 def _reason(exc: Exception) -> str:

@@ -17,6 +17,9 @@ class AudioDecodeError(ValueError):
 
 class StreamDecoder(Protocol):
     output_rate: int  # rate of the samples it returns (the declared rate, or 48 kHz for Opus)
+    # Input already taken that `decode(b"")` turns into more audio. A format that packs much
+    # audio into few bytes (Ogg/Opus) returns a bounded amount per call and sets this.
+    has_backlog: bool
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decode the next chunk; returns float32 samples in [-1, 1] (possibly empty)."""
@@ -30,6 +33,8 @@ _EMPTY = np.zeros(0, dtype=np.float32)
 
 class PcmDecoder:
     """Little-endian signed integer PCM, or 8-bit G.711 via a 256-entry lookup table."""
+
+    has_backlog = False  # the output is never more than a few times the input
 
     def __init__(
         self,

@@ -16,6 +16,12 @@ import numpy as np
 from pulse_stt.audio.decode import AudioDecodeError
 
 OPUS_RATE = 48_000  # FFmpeg's Opus decoder always outputs 48 kHz
+# Most audio one `OggOpusDecoder.decode` call returns (plus at most one page, <= 30.6 s):
+# two-byte packets of 120 ms make 1 MiB of Ogg/Opus about ten hours of audio, 7 GB as
+# float32 at 48 kHz, so a frame's pages are decoded a bounded piece at a time.
+MAX_DECODE_SAMPLES = 5 * OPUS_RATE
+# An Opus packet is at most 48 frames of 1275 bytes; OpusTags may carry cover art.
+_MAX_PACKET_BYTES = 1 << 20
 _EMPTY = np.zeros(0, dtype=np.float32)
 _OGG_HEADER = struct.Struct(
     "<4sBBqIIIB"
@@ -52,9 +58,10 @@ def _to_mono(samples: np.ndarray) -> np.ndarray:
 
 
 class RawOpusDecoder:
-    """`encoding=opus`: every binary frame is exactly one Opus packet."""
+    """`encoding=opus`: every binary frame is exactly one Opus packet (at most 120 ms)."""
 
     output_rate = OPUS_RATE
+    has_backlog = False
 
     def __init__(self) -> None:
         self._packets = _OpusPacketDecoder(channels=2)
@@ -79,20 +86,48 @@ class OggOpusDecoder:
         self._packets: _OpusPacketDecoder | None = None
         self._serial: int | None = None
         self._headers_seen = 0  # OpusHead, then OpusTags
+        self.has_backlog = False  # complete pages may wait for `decode(b"")`
+        # Damage met after some audio of the same call: reported on the next call, so that
+        # the audio decoded before it is not lost with the exception.
+        self._deferred_error: AudioDecodeError | None = None
 
     def decode(self, data: bytes) -> np.ndarray:
+        """Up to about MAX_DECODE_SAMPLES of the pages buffered; `has_backlog` says whether
+        more may wait (call `decode(b"")` for them)."""
         self._buffer += data
+        if self._deferred_error is not None:
+            error, self._deferred_error = self._deferred_error, None
+            self.has_backlog = self._may_hold_page()
+            raise error
         out: list[np.ndarray] = []
-        while (page := self._next_page()) is not None:
-            for packet in page:
-                samples = self._on_packet(packet)
-                if samples.size:
-                    out.append(samples)
+        produced = 0
+        try:
+            while produced < MAX_DECODE_SAMPLES and (page := self._next_page()) is not None:
+                for packet in page:
+                    samples = self._on_packet(packet)
+                    if samples.size:
+                        out.append(samples)
+                        produced += samples.size
+        except AudioDecodeError as exc:
+            if not out:
+                self.has_backlog = self._may_hold_page()
+                raise
+            self._deferred_error = exc
+            self.has_backlog = True
+            return np.concatenate(out)
+        self.has_backlog = produced >= MAX_DECODE_SAMPLES and self._may_hold_page()
         return np.concatenate(out) if out else _EMPTY
 
+    def _may_hold_page(self) -> bool:
+        return len(self._buffer) >= _OGG_HEADER.size
+
     def flush(self) -> np.ndarray:
+        """End of stream. Pages still waiting (`has_backlog`) are dropped: callers that
+        must not lose them call `decode(b"")` until `has_backlog` is false first."""
         leftover = len(self._buffer)
         self._buffer.clear()
+        self.has_backlog = False
+        self._deferred_error = None
         if self._headers_seen == 0 and leftover:
             raise AudioDecodeError("the stream ended before a complete Ogg page arrived")
         return _EMPTY
@@ -115,6 +150,10 @@ class OggOpusDecoder:
             )
         _, version, _flags, _granule, serial, _seq, _crc, n_segments = _OGG_HEADER.unpack_from(buf)
         if version != 0:
+            # Skip to the next page: raising without consuming would refuse every later frame.
+            next_page = buf.find(b"OggS", 1)
+            del buf[: next_page if next_page >= 0 else len(buf) - 3]
+            self._partial_packet.clear()
             raise AudioDecodeError(f"unsupported Ogg version {version}")
         header_end = _OGG_HEADER.size + n_segments
         if len(buf) < header_end:
@@ -134,6 +173,14 @@ class OggOpusDecoder:
                 packets.append(bytes(self._partial_packet))
                 self._partial_packet.clear()
         del buf[:page_end]
+        if len(self._partial_packet) > _MAX_PACKET_BYTES:
+            # Pages whose lacing never ends a packet would grow this without bound.
+            size = len(self._partial_packet)
+            self._partial_packet.clear()
+            raise AudioDecodeError(
+                f"an Ogg packet runs past {_MAX_PACKET_BYTES} bytes ({size} so far) without "
+                "ending; Opus packets are at most about 61 kB"
+            )
         if serial != self._serial:
             return []  # a multiplexed second stream (e.g. video): not ours
         return packets

@@ -10,7 +10,8 @@ with PulseClient("http://127.0.0.1:8000", "<key>") as client:
 ```
 
 `AsyncPulseClient` is the asyncio version; `pulse_stt.client.loadgen` is the benchmark
-load generator behind `pulse-stt bench`. See docs/CLIENT.md.
+load generator behind `pulse-stt bench`, `pulse_stt.client.soak` the soak test behind
+bench/soak.py. See docs/CLIENT.md.
 """
 
 from pulse_stt.client.errors import (

@@ -73,5 +73,13 @@ class Engine:
     def queue_depths(self) -> QueueDepth:
         return self.scheduler.queue_depths()
 
+    def oldest_final_wait(self) -> float:
+        """Seconds the oldest queued live final has waited for a worker (0: none waits)."""
+        return self.scheduler.oldest_final_wait()
+
+    def worker_restarts(self) -> int:
+        """Decode workers that died and were replaced since start."""
+        return self.scheduler.worker_restarts
+
     def close(self) -> None:
         self.scheduler.close()

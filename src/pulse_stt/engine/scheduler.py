@@ -12,16 +12,24 @@ finals in arrival order, or the next sessions' partials in round-robin order), a
 them as one pass. The partial cadence adapts to load by itself: while a session waits
 for the worker, its partials are coalesced to the newest, so each session gets about one
 partial per batch round however many sessions there are.
+
+Faults: a pass that raises fails only its own jobs' futures; when a batch pass raises,
+its jobs are decoded again one by one, so one bad job does not fail the other sessions
+batched with it. A worker thread that dies anyway (a failure outside the pass, or a
+`BaseException` from it) first fails the futures of the batch it held, then a new
+worker takes its place: no future is ever left waiting, and the pool keeps its size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,6 +91,7 @@ class DecodeScheduler:
         observer: PassObserver | None = None,
     ) -> None:
         self._decode = decode
+        self._name = name
         self._observer = observer
         self._decode_batch = decode_batch
         self._batch_key = batch_key if decode_batch is not None else None
@@ -90,13 +99,19 @@ class DecodeScheduler:
         self._cond = threading.Condition()
         self._finals: deque[_Item] = deque()
         self._background: OrderedDict[str, deque[_Item]] = OrderedDict()
+        # When each queued live final joined the finals queue (admission control reads the
+        # oldest); weak, so a final taken or dropped leaves nothing behind.
+        self._final_since: weakref.WeakKeyDictionary[Future[Hypothesis | None], float] = (
+            weakref.WeakKeyDictionary()
+        )
         self._closed = False
-        self._threads = [
-            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
-            for i in range(workers)
-        ]
+        self.worker_restarts = 0  # workers that died and were replaced
+        self._threads = [self._worker(i) for i in range(workers)]
         for t in self._threads:
             t.start()
+
+    def _worker(self, index: int) -> threading.Thread:
+        return threading.Thread(target=self._run, name=f"{self._name}-{index}", daemon=True)
 
     def submit(self, job: DecodeJob) -> Future[Hypothesis | None]:
         """Queue a pass. A partial's future resolves to None when newer work replaced it."""
@@ -108,6 +123,7 @@ class DecodeScheduler:
                 self._background.setdefault(job.session_id, deque()).append((job, future))
             elif job.is_final and not job.speculative:
                 self._finals.append((job, future))
+                self._final_since[future] = time.monotonic()
                 self._drop_partial(job.session_id)  # stale now: the final covers that audio
             else:
                 self._drop_partial(job.session_id)
@@ -125,6 +141,7 @@ class DecodeScheduler:
                         if not queue:
                             del self._background[session_id]
                         self._finals.append(item)
+                        self._final_since[future] = time.monotonic()
                         self._cond.notify()
                         return
 
@@ -141,6 +158,13 @@ class DecodeScheduler:
     def queue_depths(self) -> QueueDepth:
         with self._cond:
             return QueueDepth(len(self._finals), sum(len(q) for q in self._background.values()))
+
+    def oldest_final_wait(self) -> float:
+        """Seconds the oldest queued live final has waited for a worker; 0 when none waits.
+        How far the engine is behind on what open sessions are owed (admission control)."""
+        with self._cond:
+            since = self._final_since.get(self._finals[0][1]) if self._finals else None
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
     @property
     def running(self) -> bool:
@@ -169,10 +193,23 @@ class DecodeScheduler:
             return self._take_finals() if self._finals else self._take_background()
 
     def _same_key(self, first: DecodeJob) -> Callable[[DecodeJob], bool]:
-        if self._batch_key is None or self._max_batch == 1:
+        batch_key = self._batch_key
+        if batch_key is None or self._max_batch == 1:
             return lambda _job: False
-        key = self._batch_key(first)
-        return lambda job: self._batch_key(job) == key  # type: ignore[misc]
+        try:
+            key = batch_key(first)
+        except Exception:  # jobs already taken off the queue must not be lost: no batching
+            log.exception("batch key failed; decoding without batching")
+            return lambda _job: False
+
+        def joins(job: DecodeJob) -> bool:
+            try:
+                return bool(batch_key(job) == key)
+            except Exception:
+                log.exception("batch key failed; decoding without batching")
+                return False
+
+        return joins
 
     def _batch_limit(self, waiting: int) -> int:
         """Share what is waiting among the workers: two half batches finish sooner than one
@@ -210,22 +247,53 @@ class DecodeScheduler:
         return batch
 
     def _run(self) -> None:
-        while (items := self._next()) is not None:
-            self._run_batch(items)
+        items: list[_Item] | None = None
+        try:
+            while (items := self._next()) is not None:
+                self._run_batch(items)
+        except BaseException as exc:  # the worker dies: what it held must not wait forever
+            log.exception("decode worker %s failed", threading.current_thread().name)
+            died = RuntimeError(f"the decode worker failed while running this job: {exc!r}")
+            for _, future in items or ():
+                with contextlib.suppress(InvalidStateError):  # done or cancelled already
+                    future.set_exception(died)
+        finally:
+            self._replace_if_dead()
+
+    def _replace_if_dead(self) -> None:
+        """Called by a worker thread on its way out: unless the scheduler is closing, start
+        a new worker in its place."""
+        current = threading.current_thread()
+        with self._cond:
+            if self._closed or current not in self._threads:
+                return
+            index = self._threads.index(current)
+            replacement = self._worker(index)
+            self._threads[index] = replacement
+            self.worker_restarts += 1
+            log.warning("decode worker %s replaced", current.name)
+            replacement.start()
 
     def _run_batch(self, items: list[_Item]) -> None:
         items = [(job, f) for job, f in items if f.set_running_or_notify_cancel()]
         if not items:
             return
+        jobs = [job for job, _ in items]
         started = time.perf_counter()
         try:
             if self._decode_batch is not None:
-                results = self._decode_batch([job for job, _ in items])
+                results = self._decode_batch(jobs)
+                if len(results) != len(jobs):
+                    raise RuntimeError(f"a batch of {len(jobs)} gave {len(results)} results")
             else:
-                results = [self._decode_one(job) for job, _ in items]
+                results = [self._decode_one(job) for job in jobs]
         except Exception as exc:  # one bad pass must not take the worker down
-            log.exception("decode pass failed for %d job(s)", len(items))
-            results = [exc] * len(items)
+            if len(jobs) == 1:
+                log.exception("decode pass failed for session %s", jobs[0].session_id)
+                results = [exc]
+            else:  # find the job that failed it: the others still get their results
+                log.exception("decode pass failed for %d jobs; decoding them one by one", len(jobs))
+                results = [self._decode_one(job) for job in jobs]
         self._report(items[0][0], len(items), time.perf_counter() - started, results)
         for (_, future), result in zip(items, results, strict=True):
             if isinstance(result, BaseException):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, Protocol
 
 from prometheus_client import (
@@ -26,6 +26,8 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from pulse_stt import __version__
 from pulse_stt.engine.scheduler import PassReport, QueueDepth
@@ -65,11 +67,19 @@ KNOWN_ERRORS = (
     "unauthorized",
     "invalid_parameter",
     "too_large",
+    "too_long",  # a REST file over max_file_audio_s once decoded
     "bad_request",
     "empty_body",
     "unavailable",
     "internal",
+    "too_many_sessions",
+    "server_full",
+    "overloaded",
+    "session_too_long",
+    "slow_reader",
 )
+# Why a new session was refused (api/admission.py): the key's limit, the server's, or load.
+ADMISSION_REASONS = ("key_limit", "server_full", "overloaded")
 
 
 class ServerMetrics:
@@ -110,7 +120,7 @@ class ServerMetrics:
         self.finals = Counter(
             "pulse_stt_finals",
             "Final transcripts sent, by what ended the turn: eou (silence), finalize, "
-            "close (close_stream, end or idle timeout), max_length, max_words.",
+            "close (close_stream, end, idle timeout or server shutdown), max_length, max_words.",
             ["reason"],
             registry=registry,
         )
@@ -177,6 +187,27 @@ class ServerMetrics:
             ["model", "queue"],
             registry=registry,
         )
+        self._worker_restarts = _WorkerRestarts()
+        registry.register(self._worker_restarts)
+        self.admission_refusals = Counter(
+            "pulse_stt_admission_refusals",
+            "New sessions (WebSocket or REST) refused, by reason: key_limit "
+            "(max_sessions_per_key: close 1008 / HTTP 429), server_full (max_sessions: HTTP "
+            "503), overloaded (live finals waiting longer than admission_max_final_wait_s: "
+            "HTTP 503).",
+            ["reason"],
+            registry=registry,
+        )
+        self.oldest_final_wait = Gauge(
+            "pulse_stt_oldest_final_wait_seconds",
+            "How long the oldest queued live final has waited for the model, by model (0 when "
+            "none waits): the signal admission control compares with "
+            "admission_max_final_wait_s. Read at scrape time.",
+            ["model"],
+            registry=registry,
+        )
+        for reason in ADMISSION_REASONS:
+            self.admission_refusals.labels(reason)
         for endpoint in ("live", "legacy"):
             self.active_sessions.labels(endpoint)
             self.sessions.labels(endpoint)
@@ -199,6 +230,17 @@ class ServerMetrics:
         """Read an engine's queue depths at every scrape."""
         self.queue_depth.labels(model, "finals").set_function(lambda: depths().finals)
         self.queue_depth.labels(model, "background").set_function(lambda: depths().background)
+
+    def watch_final_wait(self, model: str, wait: Callable[[], float]) -> None:
+        """Read an engine's oldest live final wait at every scrape."""
+        self.oldest_final_wait.labels(model).set_function(wait)
+
+    def admission_refused(self, reason: str) -> None:
+        self.admission_refusals.labels(reason).inc()
+
+    def watch_workers(self, model: str, restarts: Callable[[], int]) -> None:
+        """Read an engine's count of replaced decode workers at every scrape."""
+        self._worker_restarts.watch(model, restarts)
 
     def observe_pass(self, report: PassReport) -> None:
         """The scheduler's observer: called from a decode worker after every pass."""
@@ -227,6 +269,29 @@ class ServerMetrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _WorkerRestarts(Collector):
+    """`pulse_stt_decode_worker_restarts_total{model}`: decode worker threads that died (and
+    were replaced at once), counted by the scheduler and read at scrape time."""
+
+    def __init__(self) -> None:
+        self._sources: dict[str, Callable[[], int]] = {}
+
+    def watch(self, model: str, restarts: Callable[[], int]) -> None:
+        self._sources[model] = restarts
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "pulse_stt_decode_worker_restarts",
+            "Decode worker threads that died and were replaced, by model. A dead worker "
+            "fails the jobs it held (those sessions get engine_error) and a new one takes "
+            "its place.",
+            labels=["model"],
+        )
+        for model, restarts in self._sources.items():
+            family.add_metric([model], restarts())
+        yield family
 
 
 class AudioArrivals:

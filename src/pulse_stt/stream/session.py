@@ -110,8 +110,15 @@ class StreamSession:
     def current_utterance(self) -> int:
         return self._utterance
 
+    @property
+    def has_pending_audio(self) -> bool:
+        """The decoder holds input that `feed(b"")` turns into more audio: one frame of a
+        compressed encoding can hold hours, so it is decoded a bounded piece per call."""
+        return self._decoder.has_backlog
+
     def feed(self, data: bytes) -> list[SessionAction]:
-        """A binary frame from the client. Raises AudioDecodeError on undecodable bytes."""
+        """A binary frame from the client (b"": the next piece of the pending audio).
+        Raises AudioDecodeError on undecodable bytes."""
         samples = self._decoder.decode(data)
         self.input_samples += samples.size
         return self._ingest(self._resampler.process(samples), partial_allowed=self._config.partials)

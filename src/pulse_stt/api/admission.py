@@ -1,0 +1,213 @@
+"""Who may start a session now: per-key and per-server limits, and load-based admission.
+
+A *session* is a WebSocket stream or a REST request being transcribed; both hold a slot
+from before they start (before the upgrade, before the body is read) until they end.
+
+Refusals, in the order they are checked:
+
+- `key_limit`: the key already holds `max_sessions_per_key` slots. WebSocket: accepted,
+  then an `error` message (`too_many_sessions`) and close 1008, as the Pulse API does;
+  REST: HTTP 429. Retrying helps only once one of the key's sessions ends.
+- `server_full`: the server holds `max_sessions` slots. HTTP 503 before the upgrade (and
+  on REST), so that a load balancer can send the client to another server (deploy/
+  nginx.conf retries 503 on the next upstream).
+- `overloaded`: the engine cannot keep the sessions it has within their latency bounds:
+  the oldest live final waiting for the model has waited longer than
+  `admission_max_final_wait_s`. HTTP 503, like `server_full`. Sessions already admitted
+  are never closed for load: they keep getting their finals, only new ones are refused.
+
+Every refusal carries `Retry-After` (`admission_retry_after_s`). Everything here runs on
+the event loop (one thread), so the counts need no lock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from pulse_stt.config import Settings
+
+RefusalReason = Literal["key_limit", "server_full", "overloaded"]
+REFUSAL_REASONS: tuple[RefusalReason, ...] = ("key_limit", "server_full", "overloaded")
+
+
+class LoadSignal(Protocol):
+    """What admission control reads from an engine (`engine.Engine` has it)."""
+
+    def oldest_final_wait(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a session may not start now, as the client will be told."""
+
+    reason: RefusalReason
+    status: int  # HTTP status: 429 (key limit) or 503
+    error: str  # the `error` code in the JSON body / message
+    message: str
+    retry_after_s: int
+
+    def body(self) -> dict[str, object]:
+        return {
+            "status": "error",
+            "error": self.error,
+            "message": self.message,
+            "retry_after_s": self.retry_after_s,
+        }
+
+    def response(self) -> JSONResponse:
+        """The HTTP answer: REST, or a WebSocket refused before the upgrade."""
+        return JSONResponse(
+            self.body(),
+            status_code=self.status,
+            headers={"Retry-After": str(self.retry_after_s)},
+        )
+
+    async def refuse_stream(self, websocket: WebSocket, subprotocol: str | None) -> None:
+        """Refuse a WebSocket: a key over its limit is accepted and told why in an `error`
+        message, then closed with 1008 (what Pulse clients expect); the server's own
+        refusals are HTTP 503 before the upgrade, which load balancers retry elsewhere."""
+        if self.reason != "key_limit":
+            await websocket.send_denial_response(self.response())
+            return
+        await websocket.accept(subprotocol=subprotocol)
+        await websocket.send_json({"type": "error", **self.body()})
+        await websocket.close(code=1008, reason="too many sessions for this API key")
+
+
+class Slot:
+    """One admitted session's place; `release()` (or leaving the `with` block) gives it back."""
+
+    def __init__(self, slots: SessionSlots, key_id: int) -> None:
+        self._slots = slots
+        self._key_id = key_id
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots._release(self._key_id)
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+class SessionSlots:
+    """Live sessions (WebSocket streams and REST requests in flight), per key and in total.
+    A limit of 0 means unlimited."""
+
+    def __init__(self, *, max_total: int, max_per_key: int) -> None:
+        self.max_total = max_total
+        self.max_per_key = max_per_key
+        self._per_key: Counter[int] = Counter()
+        self._total = 0
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    def held_by(self, key_id: int) -> int:
+        return self._per_key[key_id]
+
+    def take(self, key_id: int) -> Slot | RefusalReason:
+        if self.max_per_key and self._per_key[key_id] >= self.max_per_key:
+            return "key_limit"
+        if self.max_total and self._total >= self.max_total:
+            return "server_full"
+        self._per_key[key_id] += 1
+        self._total += 1
+        return Slot(self, key_id)
+
+    def _release(self, key_id: int) -> None:
+        self._total -= 1
+        self._per_key[key_id] -= 1
+        if self._per_key[key_id] <= 0:
+            del self._per_key[key_id]
+
+
+class Admission:
+    """The decision for each new session: a `Slot` to hold while it runs, or a `Refusal`."""
+
+    def __init__(
+        self,
+        slots: SessionSlots,
+        *,
+        max_final_wait_s: float,
+        retry_after_s: int,
+        on_refusal: Callable[[RefusalReason], None] = lambda _reason: None,
+    ) -> None:
+        self.slots = slots
+        self.max_final_wait_s = max_final_wait_s  # 0: admission by load is off
+        self.retry_after_s = retry_after_s
+        self._on_refusal = on_refusal
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, on_refusal: Callable[[RefusalReason], None]
+    ) -> Admission:
+        return cls(
+            SessionSlots(
+                max_total=settings.max_sessions, max_per_key=settings.max_sessions_per_key
+            ),
+            max_final_wait_s=settings.admission_max_final_wait_s,
+            retry_after_s=settings.admission_retry_after_s,
+            on_refusal=on_refusal,
+        )
+
+    def admit(self, key_id: int, load: LoadSignal) -> Slot | Refusal:
+        taken = self.slots.take(key_id)
+        if isinstance(taken, Slot):
+            wait = load.oldest_final_wait() if self.max_final_wait_s else 0.0
+            if wait <= self.max_final_wait_s:
+                return taken
+            taken.release()
+            refusal = self._overloaded(wait)
+        elif taken == "key_limit":
+            refusal = self._key_limit()
+        else:
+            refusal = self._server_full()
+        self._on_refusal(refusal.reason)
+        return refusal
+
+    def _key_limit(self) -> Refusal:
+        limit = self.slots.max_per_key
+        return Refusal(
+            "key_limit",
+            429,
+            "too_many_sessions",
+            f"this API key already has {limit} sessions open on this server (WebSocket "
+            f"streams and REST requests in flight), the most it allows per key "
+            f"(max_sessions_per_key); end one of them before starting another.",
+            self.retry_after_s,
+        )
+
+    def _server_full(self) -> Refusal:
+        return Refusal(
+            "server_full",
+            503,
+            "server_full",
+            f"this server is serving its limit of {self.slots.max_total} sessions "
+            f"(max_sessions); try again in {self.retry_after_s} s or use another server.",
+            self.retry_after_s,
+        )
+
+    def _overloaded(self, wait_s: float) -> Refusal:
+        return Refusal(
+            "overloaded",
+            503,
+            "overloaded",
+            f"the server is overloaded: transcripts owed to open sessions have waited "
+            f"{wait_s:.1f} s for the model (more than admission_max_final_wait_s = "
+            f"{self.max_final_wait_s:g} s), so it takes no new sessions until it catches "
+            f"up; try again in {self.retry_after_s} s or use another server.",
+            max(self.retry_after_s, math.ceil(wait_s)),
+        )

@@ -1,0 +1,201 @@
+"""Graceful shutdown: on SIGTERM or SIGINT, stop taking work, give every open WebSocket
+session the final of its open turn, let REST requests in flight finish, then exit 0.
+
+Phases, one log line each (`shutdown: ...`):
+
+1. **draining** — the signal handler only sets a flag: `/ready` answers 503 from that
+   moment, so a load balancer stops sending new work; a request that still arrives (on a
+   kept-alive connection, or in the instant before the listening socket closes) is
+   refused with 503 and `Retry-After`. The listening sockets are closed.
+2. **sessions** — every live session is asked to drain: it ends as if the client had sent
+   `close_stream` (the open turn is finalized and sent as the session's last message,
+   `is_final: true, is_last: true`), then closes with 1001 (going away). Finals are
+   decoded ahead of all partials, so this takes about one model pass.
+3. **cut** — only if the grace period (`shutdown_grace_s`, less a small margin for closing)
+   runs out, or a second signal arrives: the sessions still open are closed with 1001
+   without waiting for their final.
+4. **requests** — uvicorn's own shutdown closes idle connections and lets REST requests
+   in flight finish within what is left of the grace period; then the engines stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable, Generator
+from types import FrameType
+from typing import TYPE_CHECKING, Protocol
+
+import uvicorn
+from starlette.responses import JSONResponse
+from uvicorn.server import HANDLED_SIGNALS
+
+if TYPE_CHECKING:
+    from pulse_stt.api.context import ServerContext
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5
+UNAVAILABLE_BODY = {
+    "status": "error",
+    "error": "unavailable",
+    "message": "the server is shutting down and takes no new sessions or requests; retry in a "
+    f"few seconds (after {RETRY_AFTER_S} s, or at once through a load balancer, which sends "
+    "it to another server).",
+}
+
+
+def unavailable_response() -> JSONResponse:
+    """503 for a WebSocket handshake or a REST request that arrives while draining."""
+    return JSONResponse(
+        UNAVAILABLE_BODY, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
+
+
+class DrainableSession(Protocol):
+    def drain(self) -> None:
+        """End the session as close_stream would (its open turn's final is sent, as its last
+        message), then close it with 1001."""
+
+    def abort(self) -> None:
+        """Stop waiting for what the session still owes; close it with 1001 now."""
+
+
+class SessionDrain:
+    """The live WebSocket sessions of one server, and whether it is shutting down.
+
+    Used from the event loop only, except `begin()`, which a signal handler may call: it
+    only sets a flag.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: set[DrainableSession] = set()
+        self.draining = False
+        self._draining_sessions = False
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def sessions(self) -> list[DrainableSession]:
+        return list(self._sessions)
+
+    def add(self, session: DrainableSession) -> None:
+        self._sessions.add(session)
+        if self._draining_sessions:  # its handshake passed just before the drain began
+            session.drain()
+
+    def discard(self, session: DrainableSession) -> None:
+        self._sessions.discard(session)
+
+    def begin(self) -> None:
+        """Refuse new work from now on (and answer /ready with 503)."""
+        self.draining = True
+
+    def drain_all(self) -> int:
+        """Ask every live session (and any that is added later) to end; returns how many."""
+        self.draining = self._draining_sessions = True
+        sessions = self.sessions()
+        for session in sessions:
+            session.drain()
+        return len(sessions)
+
+    def abort_all(self) -> int:
+        sessions = self.sessions()
+        for session in sessions:
+            session.abort()
+        return len(sessions)
+
+    async def wait_empty(
+        self, until: float, *, stop: Callable[[], bool] = lambda: False, poll_s: float = 0.05
+    ) -> bool:
+        """Wait until every session is gone, the loop's clock reaches `until`, or `stop()`;
+        returns whether every session is gone."""
+        loop = asyncio.get_running_loop()
+        while self._sessions and loop.time() < until and not stop():
+            await asyncio.sleep(poll_s)
+        return not self._sessions
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, with the drain above before uvicorn's own shutdown; a second
+    signal skips the waiting. Exits normally (status 0) after a signal: uvicorn would
+    re-raise the signal once it is done, which makes the exit status 128+signal."""
+
+    def __init__(self, config: uvicorn.Config, ctx: ServerContext) -> None:
+        super().__init__(config)
+        self._ctx = ctx
+        self._signal: int | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler: set flags only (no logging, no awaiting).
+        if self.should_exit:
+            self.force_exit = True
+        else:
+            self._signal = sig
+            self._ctx.drain.begin()
+            self.should_exit = True
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach the main thread only (e.g. a server run inside tests)
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        drain = self._ctx.drain
+        grace = self._ctx.settings.shutdown_grace_s
+        started = loop.time()
+        deadline = started + grace
+        drain.begin()
+        for server in self.servers:  # new connections are refused from now on
+            server.close()
+        cause = signal.Signals(self._signal).name if self._signal is not None else "exit"
+        log.info(
+            "shutdown: draining",
+            extra={"cause": cause, "sessions": len(drain), "grace_s": grace},
+        )
+        sessions = drain.drain_all()
+        # Sessions get the grace period less a margin to close and record their usage.
+        margin = min(2.0, grace / 4)
+        forced = lambda: self.force_exit  # noqa: E731
+        drained = await drain.wait_empty(deadline - margin, stop=forced)
+        if not drained:
+            cut = drain.abort_all()
+            log.warning(
+                "shutdown: closing %d session(s) without their final (%s)",
+                cut,
+                "second signal" if self.force_exit else f"grace period of {grace:g}s over",
+                extra={"sessions": cut},
+            )
+            until = min(deadline, loop.time() + 1.0) if self.force_exit else deadline
+            await drain.wait_empty(until)
+        log.info(
+            "shutdown: sessions closed",
+            extra={
+                "sessions": sessions,
+                "still_open": len(drain),
+                "duration_s": round(loop.time() - started, 3),
+            },
+        )
+        self.config.timeout_graceful_shutdown = max(0.1, deadline - loop.time())
+        await super().shutdown(sockets)
+        # Whole-file requests cut by the timeout may still run in threads; a closed engine
+        # ends them at their next pass, so the process does not wait for them.
+        await asyncio.to_thread(self._stop_engines)
+        log.info("shutdown: done", extra={"duration_s": round(loop.time() - started, 3)})
+
+    def _stop_engines(self) -> None:
+        for engine in (self._ctx.engine, self._ctx.pro_engine):
+            if engine is not None:
+                engine.close()
