@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,14 +224,24 @@ def opusenc_ogg(audio: np.ndarray, rate: int, tmp: Path) -> bytes:
     return dst.read_bytes()
 
 
-def write_wav(audio: np.ndarray, rate: int, path: Path) -> None:
-    import wave
-
-    with wave.open(str(path), "wb") as w:
+def wav_bytes(audio: np.ndarray, rate: int = RATE) -> bytes:
+    """`audio` as a 16-bit mono WAV file."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(pcm16(audio))
+    return out.getvalue()
+
+
+def write_wav(audio: np.ndarray, rate: int, path: Path) -> None:
+    path.write_bytes(wav_bytes(audio, rate))
+
+
+def tone(seconds: float, rate: int = RATE, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
 
 
 def opus_packets(audio: np.ndarray, rate: int) -> list[bytes]:

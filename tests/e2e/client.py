@@ -54,6 +54,28 @@ def chunks(pcm: bytes, size: int = 3200) -> list[bytes]:
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]
 
 
+async def send_steps(
+    ws: websockets.ClientConnection, steps: Sequence[Step], pace: Pace | None = None
+) -> None:
+    """Play `steps` on an open connection: audio (at `pace`), control JSON, text, sleeps."""
+    start = time.monotonic()
+    sent = 0
+    for step in steps:
+        if isinstance(step, bytes):
+            await ws.send(step)
+            sent += len(step)
+            if pace and pace.speed:
+                ahead = sent / pace.bytes_per_second / pace.speed - (time.monotonic() - start)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        elif isinstance(step, dict):
+            await ws.send(json.dumps(step))
+        elif isinstance(step, str):
+            await ws.send(step)
+        else:
+            await asyncio.sleep(step)
+
+
 async def run_script(
     server: Server,
     query: str,
@@ -72,26 +94,6 @@ async def run_script(
     ) as ws:
         t0 = time.monotonic()
 
-        async def send() -> None:
-            start = time.monotonic()
-            sent = 0
-            for step in steps:
-                if isinstance(step, bytes):
-                    await ws.send(step)
-                    sent += len(step)
-                    if pace and pace.speed:
-                        ahead = sent / pace.bytes_per_second / pace.speed - (
-                            time.monotonic() - start
-                        )
-                        if ahead > 0:
-                            await asyncio.sleep(ahead)
-                elif isinstance(step, dict):
-                    await ws.send(json.dumps(step))
-                elif isinstance(step, str):
-                    await ws.send(step)
-                else:
-                    await asyncio.sleep(step)
-
         async def receive() -> None:
             try:
                 async for raw in ws:
@@ -100,7 +102,7 @@ async def run_script(
             except websockets.ConnectionClosed:
                 pass
 
-        sender = asyncio.create_task(send())
+        sender = asyncio.create_task(send_steps(ws, steps, pace))
         await asyncio.wait_for(receive(), timeout)
         await sender
         got.close_code = ws.close_code

@@ -4,8 +4,6 @@ and close semantics, REST, the blocking facade, typed refusals, browser tokens."
 from __future__ import annotations
 
 import asyncio
-import io
-import wave
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from pulse_stt.client import (
     Transcription,
     file_frames,
 )
-from tests.e2e.audio import Clip, encode_file, join, pcm16, silence, wer, write_wav
+from tests.e2e.audio import Clip, encode_file, join, pcm16, silence, wav_bytes, wer, write_wav
 from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.e2e
@@ -162,24 +160,14 @@ def test_breaking_out_of_a_sync_stream_releases_the_connection(
             if isinstance(message, Transcription) and message.transcript:
                 break
         # the client is still usable afterwards
-        result = client.transcribe_file(wav_bytes(clips[1]), FileOptions(language="en"))
+        result = client.transcribe_file(wav_bytes(clips[1].audio), FileOptions(language="en"))
         assert wer(clips[1].text, result.transcription) <= 0.1
-
-
-def wav_bytes(clip: Clip) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm16(clip.audio))
-    return buffer.getvalue()
 
 
 def test_a_bad_key_is_an_authentication_error(server: Server, clips: list[Clip]) -> None:
     with PulseClient(server.http, "pstt_not_a_real_key") as client:
         with pytest.raises(AuthenticationError) as rest:
-            client.transcribe_file(wav_bytes(clips[1]))
+            client.transcribe_file(wav_bytes(clips[1].audio))
         assert rest.value.status_code == 401 and "Authorization" in rest.value.message
         with pytest.raises(AuthenticationError), client.connect():
             pass
@@ -195,7 +183,9 @@ def test_a_bad_parameter_is_a_parameter_error_naming_it(server: Server, clips: l
         assert streaming.value.param == "language" and streaming.value.status_code == 400
         assert streaming.value.allowed and "en" in streaming.value.allowed
         with pytest.raises(ParameterError) as rest:
-            client.transcribe_file(wav_bytes(clips[1]), FileOptions(extra={"diarize": "maybe"}))
+            client.transcribe_file(
+                wav_bytes(clips[1].audio), FileOptions(extra={"diarize": "maybe"})
+            )
         assert rest.value.param == "diarize"
 
 
@@ -212,5 +202,5 @@ def test_a_browser_token_works_in_place_of_the_key(server: Server, clips: list[C
         token = client.create_token(ttl_s=60)
     assert token.token and token.token != server.key and 0 < token.expires_in <= 60
     with PulseClient(server.http, token.token) as browser_like:
-        result = browser_like.transcribe_file(wav_bytes(clips[1]), FileOptions())
+        result = browser_like.transcribe_file(wav_bytes(clips[1].audio), FileOptions())
     assert wer(clips[1].text, result.transcription) <= 0.1

@@ -21,7 +21,6 @@ import httpx
 import pytest
 import uvicorn
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 
 from pulse_stt.api.app import create_app
 from pulse_stt.api.context import ServerContext
@@ -33,6 +32,7 @@ from pulse_stt.engine.types import DecodeJob, Hypothesis
 from tests.e2e.audio import Clip, join, pcm16, silence, wer
 from tests.e2e.client import LIVE, Pace, Received, chunks, run_script
 from tests.e2e.conftest import API_KEY, Server
+from tests.e2e.prometheus import scrape_samples, value
 
 pytestmark = pytest.mark.e2e
 
@@ -40,12 +40,10 @@ Q = "model=pulse&language=en&sample_rate=16000&encoding=linear16"
 
 
 def metric(server: Server, name: str, **labels: str) -> float:
-    text = httpx.get(f"{server.http}/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    raise AssertionError(f"{name}{labels} is not exported")
+    samples = scrape_samples(server.http)
+    if (name, tuple(sorted(labels.items()))) not in samples:
+        raise AssertionError(f"{name}{labels} is not exported")
+    return value(samples, name, **labels)
 
 
 def settles(check: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -28,6 +28,7 @@ import websockets
 from tests.e2e.audio import Clip, encode_file, join, pcm16, silence, wer
 from tests.e2e.client import chunks, play
 from tests.e2e.conftest import Server, running_server
+from tests.e2e.prometheus import scrape_samples, value
 from tests.hostile_inputs import low_rate_wav, ogg_opus_bomb
 
 STT = "/waves/v1/stt/"
@@ -271,12 +272,8 @@ def test_an_ogg_opus_frame_of_an_hour_keeps_the_servers_memory(
     # All of it at once would be 700 MB of float32 at 48 kHz (and 230 MB more resampled).
     assert peak.peak - before < 200 * 2**20, (before, peak.peak)
     assert code == 1000 and messages[-1]["is_last"], messages[-3:]
-    metrics = httpx.get(f"{bomb_server.http}/metrics").text
-    streamed = next(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith('pulse_stt_audio_seconds_total{kind="stream"}')
-    )
+    metrics = scrape_samples(bomb_server.http)
+    streamed = value(metrics, "pulse_stt_audio_seconds_total", kind="stream")
     assert streamed == pytest.approx(seconds, abs=1.0)  # every piece was decoded
     after = play(
         bomb_server,

@@ -4,14 +4,13 @@ low limits (the shared `server` fixture keeps the production defaults)."""
 from __future__ import annotations
 
 import asyncio
-import io
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import threading
 import time
-import wave
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,10 @@ import websockets
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
-from tests.e2e.audio import Clip, join, pcm16, silence, wer
-from tests.e2e.client import LIVE, Pace, Received, Step, chunks, play
+from tests.e2e.audio import Clip, join, pcm16, silence, wav_bytes, wer
+from tests.e2e.client import LIVE, Pace, Received, Step, chunks, play, send_steps
 from tests.e2e.conftest import Server, running_server
-from tests.e2e.test_metrics import Samples, scrape, value
+from tests.e2e.prometheus import Samples, scrape_samples, value
 
 pytestmark = pytest.mark.e2e
 
@@ -53,16 +52,6 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def wav_bytes(audio: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16_000)
-        w.writeframes(pcm16(audio))
-    return out.getvalue()
-
-
 def log_problems(server: Server) -> list[str]:
     lines = server.log.read_text().splitlines()
     return [line for line in lines if "ERROR" in line or "Traceback" in line]
@@ -71,7 +60,7 @@ def log_problems(server: Server) -> list[str]:
 def wait_for(samples_ok: Any, server: Server, timeout: float = 10.0) -> Samples:
     deadline = time.monotonic() + timeout
     while True:
-        samples = scrape(server)
+        samples = scrape_samples(server.http)
         if samples_ok(samples) or time.monotonic() > deadline:
             return samples
         time.sleep(0.05)
@@ -99,23 +88,8 @@ async def stream(
     ) as ws:
 
         async def send() -> None:
-            start, sent = time.monotonic(), 0
-            try:
-                for step in steps:
-                    if isinstance(step, bytes):
-                        await ws.send(step)
-                        sent += len(step)
-                        if pace and pace.speed:
-                            ahead = sent / pace.bytes_per_second / pace.speed
-                            await asyncio.sleep(max(0.0, ahead - (time.monotonic() - start)))
-                    elif isinstance(step, dict):
-                        await ws.send(json.dumps(step))
-                    elif isinstance(step, str):
-                        await ws.send(step)
-                    else:
-                        await asyncio.sleep(step)
-            except websockets.ConnectionClosed:
-                pass
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await send_steps(ws, steps, pace)
 
         sender = asyncio.create_task(send())
         t0 = time.monotonic()
@@ -205,7 +179,7 @@ def test_a_session_over_max_session_s_gets_its_finals_then_closes(
 def test_a_key_over_its_limit_gets_an_error_then_1008_and_rest_gets_429(
     limited: Server, clips: list[Clip]
 ) -> None:
-    before = scrape(limited)
+    before = scrape_samples(limited.http)
     body = wav_bytes(clips[1].audio)
 
     async def scenario() -> tuple[dict[str, Any], int | None, httpx.Response]:
@@ -235,7 +209,7 @@ def test_a_key_over_its_limit_gets_an_error_then_1008_and_rest_gets_429(
     wait_for(lambda s: active(s) == 0, limited)
     again = httpx.post(f"{limited.http}{REST}", content=body, headers=limited.headers(), timeout=60)
     assert again.status_code == 200 and wer(clips[1].text, again.json()["transcription"]) < 0.25
-    after = scrape(limited)
+    after = scrape_samples(limited.http)
     refused = value(after, "pulse_stt_admission_refusals_total", reason="key_limit") - value(
         before, "pulse_stt_admission_refusals_total", reason="key_limit"
     )
@@ -246,7 +220,7 @@ def test_a_full_server_refuses_with_503_before_the_upgrade(
     limited: Server, clips: list[Clip]
 ) -> None:
     other = create_key(limited, "second-customer")
-    before = scrape(limited)
+    before = scrape_samples(limited.http)
     body = wav_bytes(clips[2].audio)
 
     async def scenario() -> tuple[websockets.InvalidStatus, httpx.Response]:
@@ -301,7 +275,7 @@ def test_an_overloaded_engine_refuses_new_sessions_and_admitted_ones_get_every_f
     with running_server(
         tmp_path, decode_workers="1", admission_max_final_wait_s="0.5", max_sessions="0"
     ) as server:
-        before = scrape(server)
+        before = scrape_samples(server.http)
 
         async def scenario() -> tuple[list[Received], list[websockets.InvalidStatus], bool]:
             callers = [asyncio.create_task(stream(server, [*steps, CLOSE])) for _ in range(4)]
@@ -323,7 +297,7 @@ def test_an_overloaded_engine_refuses_new_sessions_and_admitted_ones_get_every_f
             return received, refusals, admitted_again
 
         received, refusals, admitted_again = asyncio.run(scenario())
-        after = scrape(server)
+        after = scrape_samples(server.http)
         assert not log_problems(server), server.log.read_text()[-5000:]
     assert refusals, "no session was refused while the engine was behind"
     response = refusals[0].response
@@ -455,7 +429,7 @@ def test_a_client_that_sends_fast_and_does_not_read_is_held_to_the_backlog(
     assert server.pid is not None
     speech = join(*(join(c.audio, silence(0.4)) for c in clips))
     flood = talk(speech, 30 * 60)
-    baseline, before = rss_mb(server.pid), scrape(server)
+    baseline, before = rss_mb(server.pid), scrape_samples(server.http)
     client = NonReadingClient(server, SLOW_QUERY)
     flooding = threading.Thread(target=client.flood, args=(flood,), daemon=True)
     flooding.start()
@@ -464,7 +438,7 @@ def test_a_client_that_sends_fast_and_does_not_read_is_held_to_the_backlog(
     while time.monotonic() - started < 10:
         time.sleep(0.5)
         peak = max(peak, rss_mb(server.pid))
-        now = scrape(server)
+        now = scrape_samples(server.http)
         read_s = counter(now, "audio_seconds", kind="stream") - counter(
             before, "audio_seconds", kind="stream"
         )
@@ -511,7 +485,7 @@ def test_a_client_that_does_not_read_is_closed_and_others_keep_their_finals(
     deadline = time.monotonic() + 35  # before uvicorn's own keepalive (ping 20 s + 20 s)
     while time.monotonic() < deadline:
         peak = max(peak, rss_mb(server.pid))
-        if counter(scrape(server), "errors", kind="slow_reader") >= 1:
+        if counter(scrape_samples(server.http), "errors", kind="slow_reader") >= 1:
             break
         time.sleep(0.2)
     closed_in_time = time.monotonic() < deadline

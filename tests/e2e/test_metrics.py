@@ -3,44 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
-import wave
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 
 from pulse_stt import __version__
-from tests.e2e.audio import Clip, join, pcm16, silence
+from tests.e2e.audio import Clip, join, pcm16, silence, wav_bytes
 from tests.e2e.client import Pace, Received, chunks, play
 from tests.e2e.conftest import Server, running_server
+from tests.e2e.prometheus import Samples, parse_samples, value
 
 pytestmark = pytest.mark.e2e
 
 Q = "model=pulse&language=en&sample_rate=16000&encoding=linear16"
 FINALIZE = {"type": "finalize"}
 CLOSE = {"type": "close_stream"}
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def scrape(server: Server) -> Samples:
     response = httpx.get(f"{server.http}/metrics", timeout=10)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    return parse_samples(response.text)
 
 
 def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
@@ -75,7 +64,11 @@ def test_health_ready_and_metrics_endpoints(server: Server) -> None:
 def test_metrics_move_after_a_session(server: Server, clips: list[Clip]) -> None:
     clip = clips[0]
     pcm, steps = speech_then_finalize(clip)
-    before = scrape(server)
+    # An earlier test's session may still be ending on the server (it ends just after its
+    # close frame): start from a quiet server.
+    before = scrape_until(
+        server, lambda s: value(s, "pulse_stt_active_sessions", endpoint="live") == 0
+    )
     active = value(before, "pulse_stt_active_sessions", endpoint="live")
     started = time.monotonic()
     got = play(
@@ -183,7 +176,7 @@ def test_a_rest_request_counts_its_audio_and_file_passes(server: Server, clips: 
     response = httpx.post(
         f"{server.http}/waves/v1/stt?model=pulse&language=en",
         headers={**server.headers(), "Content-Type": "audio/wav"},
-        content=_wav(clip),
+        content=wav_bytes(clip.audio),
         timeout=120,
     )
     assert response.status_code == 200, response.text
@@ -195,16 +188,6 @@ def test_a_rest_request_counts_its_audio_and_file_passes(server: Server, clips: 
     )
     assert duration == pytest.approx(clip.audio.size / 16000, abs=0.01)
     assert moved(before, after, "pulse_stt_decode_pass_seconds_count", kind="file") >= 1
-
-
-def _wav(clip: Clip) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm16(clip.audio))
-    return out.getvalue()
 
 
 # -- logs ------------------------------------------------------------------------------------
@@ -222,7 +205,7 @@ def _session_log(tmp_path: Path, clip: Clip, **settings: str) -> tuple[list[str]
         rest = httpx.post(
             f"{srv.http}/waves/v1/stt?model=pulse&language=en",
             headers={**srv.headers(), "Content-Type": "audio/wav"},
-            content=_wav(clip),
+            content=wav_bytes(clip.audio),
             timeout=120,
         )
         assert rest.status_code == 200

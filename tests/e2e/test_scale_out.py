@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.e2e.audio import Clip, join, pcm16, silence
 from tests.e2e.client import Pace, Received, chunks, run_script
 from tests.e2e.conftest import Server, _free_port, keys_list, running_server
+from tests.e2e.prometheus import scrape_samples, total
 
 pytestmark = pytest.mark.e2e
 
@@ -32,12 +32,7 @@ QUERY = "model=pulse&language=en&word_timestamps=true"
 
 
 def _sessions_served(server: Server) -> float:
-    text = httpx.get(f"{server.http}/metrics", timeout=5).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("pulse_stt_sessions_total")
-    )
+    return total(scrape_samples(server.http), "pulse_stt_sessions_total")
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import os
 import signal
 import socket
 import sqlite3
 import time
-import wave
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +36,7 @@ import pytest
 import websockets
 
 from pulse_stt.client import AsyncPulseClient, StreamOptions
-from tests.e2e.audio import Clip, join, pcm16, silence, wer
+from tests.e2e.audio import Clip, join, pcm16, silence, wav_bytes, wer
 from tests.e2e.client import LIVE, chunks
 from tests.e2e.conftest import Server, keys_list, running_server
 
@@ -97,16 +95,6 @@ class Drained:
 
 def finals(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in messages if m.get("type") == "transcription" and m["is_final"]]
-
-
-def wav(audio: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as file:
-        file.setnchannels(1)
-        file.setsampwidth(2)
-        file.setframerate(16000)
-        file.writeframes(pcm16(audio))
-    return out.getvalue()
 
 
 def prefix_wer(reference: str, hypothesis: str) -> float:
@@ -231,7 +219,7 @@ async def _scenario(server: Server, clips: list[Clip]) -> Drained:
     def transcribe_long_file() -> tuple[httpx.Response, float]:
         response = httpx.post(
             f"{server.http}/waves/v1/stt?model=pulse&language=en",
-            content=wav(long_file),
+            content=wav_bytes(long_file),
             headers={**server.headers(), "Content-Type": "audio/wav"},
             timeout=120,
         )
@@ -256,7 +244,7 @@ async def _scenario(server: Server, clips: list[Clip]) -> Drained:
         ready_status = kept_alive.get("/ready").status_code
     rest_refusal = kept_alive.post(
         "/waves/v1/stt?model=pulse&language=en",
-        content=wav(d.audio),
+        content=wav_bytes(d.audio),
         headers={"Content-Type": "audio/wav"},
     )
     kept_alive.close()

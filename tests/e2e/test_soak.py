@@ -32,17 +32,13 @@ from pulse_stt.client.soak import (
 )
 from tests.e2e.audio import Clip
 from tests.e2e.conftest import Server, running_server
+from tests.e2e.prometheus import scrape_samples, total
 
 WARMUP_S = 20.0
 
 
 def _active_sessions(http: str) -> float:
-    text = httpx.get(f"{http}/metrics", timeout=5).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("pulse_stt_active_sessions")
-    )
+    return total(scrape_samples(http), "pulse_stt_active_sessions")
 
 
 def test_short_soak_loses_no_final(tmp_path: Path, clips: list[Clip]) -> None:

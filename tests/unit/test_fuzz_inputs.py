@@ -8,9 +8,7 @@ Query-parameter fuzzing lives in test_params.py.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import wave
 
 import numpy as np
 import pytest
@@ -20,21 +18,14 @@ from hypothesis import strategies as st
 from pulse_stt.api.control import Control, ControlError, parse_control
 from pulse_stt.audio.container import iter_file_audio
 from pulse_stt.audio.decode import AudioDecodeError, make_decoder
+from tests.e2e.audio import tone, wav_bytes
 
 ENCODINGS = ["linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus"]
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    tone = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(tone.tobytes())
-    return out.getvalue()
+    return wav_bytes(tone(seconds, rate), rate)
 
 
 def _check_samples(samples: np.ndarray) -> None:

@@ -10,16 +10,13 @@ can throw thousands of bodies at it. Whatever comes in, the answer is 200, 400, 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,6 +30,7 @@ from pulse_stt.engine.scheduler import DecodeScheduler
 from pulse_stt.engine.types import DecodeJob, Hypothesis, Word
 from pulse_stt.store.db import Store
 from pulse_stt.text.itn import NemoInverseNormalizer
+from tests.e2e.audio import tone, wav_bytes
 from tests.hostile_inputs import low_rate_wav
 
 KEY = "pstt_rest_fuzz_key_0123456789"
@@ -73,16 +71,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield test_client
 
 
-def wav_bytes(seconds: float = 1.0, rate: int = 16000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    tone = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(tone.tobytes())
-    return out.getvalue()
+def tone_wav(seconds: float = 1.0) -> bytes:
+    return wav_bytes(tone(seconds))
 
 
 def check_answer(response: object) -> dict[str, object]:
@@ -133,13 +123,11 @@ def test_any_bytes_with_any_content_type(
 
 @FUZZ
 @given(
-    cut=st.integers(0, len(wav_bytes())),
-    flips=st.lists(
-        st.tuples(st.integers(0, len(wav_bytes()) - 1), st.integers(1, 255)), max_size=6
-    ),
+    cut=st.integers(0, len(tone_wav())),
+    flips=st.lists(st.tuples(st.integers(0, len(tone_wav()) - 1), st.integers(1, 255)), max_size=6),
 )
 def test_damaged_real_files(client: TestClient, cut: int, flips: list[tuple[int, int]]) -> None:
-    data = bytearray(wav_bytes())
+    data = bytearray(tone_wav())
     for position, mask in flips:
         data[position] ^= mask
     post(client, bytes(data[:cut]), "audio/wav")
@@ -215,15 +203,15 @@ def test_json_body_over_its_limit_is_413(client: TestClient) -> None:
 def test_any_query_on_a_real_file(client: TestClient, query: dict[str, str]) -> None:
     from urllib.parse import urlencode
 
-    post(client, wav_bytes(0.5), "audio/wav", urlencode(query))
+    post(client, tone_wav(0.5), "audio/wav", urlencode(query))
 
 
 def test_a_real_file_is_transcribed_and_limits_hold(client: TestClient) -> None:
-    body = post(client, wav_bytes(2.0), "audio/wav", "model=pulse&word_timestamps=true")
+    body = post(client, tone_wav(2.0), "audio/wav", "model=pulse&word_timestamps=true")
     assert body["status"] == "success"
     assert post(client, b"\0" * (UPLOAD_LIMIT + 1), "audio/wav")["error"] == "too_large"
     assert post(client, b"", "audio/wav")["error"] == "empty_body"
-    unauthorized = client.post("/waves/v1/stt/?model=pulse", content=wav_bytes())
+    unauthorized = client.post("/waves/v1/stt/?model=pulse", content=tone_wav())
     assert unauthorized.status_code == 401
 
 
@@ -236,4 +224,4 @@ def test_a_tiny_file_that_expands_into_hours_is_refused_quickly(tmp_path: Path) 
         assert body["error"] == "too_long"
         assert "60 s" in str(body["message"]) and "max_file_audio_s" in str(body["message"])
         assert time.monotonic() - started < 20
-        assert post(limited, wav_bytes(2.0), "audio/wav")["status"] == "success"
+        assert post(limited, tone_wav(2.0), "audio/wav")["status"] == "success"
