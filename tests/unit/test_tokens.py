@@ -132,6 +132,8 @@ def test_requested_ttl(body: bytes, ttl: int) -> None:
         (b'{"ttl_s": 0}', "at least 1"),
         (b'{"ttl_s": -5}', "at least 1"),
         (b'{"ttl_s": NaN}', "number of seconds"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[" * 4000, "not JSON"),  # nested deeper than Python's stack: was a 500
     ],
 )
 def test_bad_ttl_is_explained(body: bytes, says: str) -> None:
@@ -294,6 +296,10 @@ def test_endpoint_mints_with_a_key_only(client: TestClient, store: Store) -> Non
         "/v1/tokens", headers={"Authorization": f"Bearer {key_secret}"}, content=b" " * 5000
     )
     assert huge.status_code == 400 and "4096 bytes" in huge.json()["message"]
+    nested = client.post(
+        "/v1/tokens", headers={"Authorization": f"Bearer {key_secret}"}, content=b"[" * 4000
+    )
+    assert nested.status_code == 400 and "not JSON" in nested.json()["message"]
 
     for headers in ({}, {"Authorization": "Bearer pstt_nope"}, {"Authorization": "Basic x"}):
         refused = client.post("/v1/tokens", headers=headers)

@@ -3,8 +3,8 @@ handshake probe it uses to explain a refused WebSocket.
 
 A browser never shows a page the status or body of a refused WebSocket handshake (it only
 reports close code 1006), so the page asks `GET <streaming path>?<same query>` with its
-token in the Authorization header: the answer is the 401/400 the handshake got, or 426
-when the handshake would have been accepted.
+token in the Authorization header: the answer is the 401/400 (503 while the server shuts
+down) the handshake got, or 426 when the handshake would have been accepted.
 """
 
 from __future__ import annotations
@@ -16,10 +16,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
-from pulse_stt.api.context import ServerContext
-from pulse_stt.api.params import ParamError, parse_stream_params
-from pulse_stt.api.websocket import LEGACY_PATH, LIVE_PATH
+from pulse_stt.api.websocket import LEGACY_PATH, LIVE_PATH, HandshakeDenial, check_handshake
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -48,17 +45,10 @@ async def index(request: Request) -> Response:
 
 async def handshake_probe(request: Request) -> JSONResponse:
     """What a WebSocket handshake with this query and credentials would be answered
-    (the same checks as `stream_endpoint`, in the same order)."""
-    ctx: ServerContext = request.app.state.ctx
-    if await authenticate(ctx.store, request) is None:
-        return JSONResponse(UNAUTHORIZED_BODY, status_code=401)
-    try:
-        params = parse_stream_params(
-            request.query_params, legacy_path=request.url.path.rstrip("/") == LEGACY_PATH
-        )
-        ctx.check_diarize(params.text.diarize)
-    except ParamError as exc:
-        return JSONResponse(exc.to_json(), status_code=400)
+    (`stream_endpoint`'s own checks)."""
+    checked = await check_handshake(request.app.state.ctx, request)
+    if isinstance(checked, HandshakeDenial):
+        return checked.response
     return JSONResponse(
         {
             "status": "ok",

@@ -57,16 +57,10 @@ class ServerContext:
     def create(cls, settings: Settings) -> ServerContext:
         store = Store(settings.resolved_database_url())
         metrics = ServerMetrics()
-        engine = Engine(settings, pass_observer=metrics.observe_pass)
-        metrics.watch_queue("pulse", engine.queue_depths)
-        metrics.watch_workers("pulse", engine.worker_restarts)
-        metrics.watch_final_wait("pulse", engine.oldest_final_wait)
+        engine = _watched_engine(settings, None, "pulse", metrics)
         pro_engine = None
         if settings.pro_model and settings.pro_model != settings.model:
-            pro_engine = Engine(settings, settings.pro_model, pass_observer=metrics.observe_pass)
-            metrics.watch_queue("pulse-pro", pro_engine.queue_depths)
-            metrics.watch_workers("pulse-pro", pro_engine.worker_restarts)
-            metrics.watch_final_wait("pulse-pro", pro_engine.oldest_final_wait)
+            pro_engine = _watched_engine(settings, settings.pro_model, "pulse-pro", metrics)
         itn = NemoInverseNormalizer(settings.cache_dir / "itn")
         # Compile (first start) or load the English grammar now, not on the first final.
         threading.Thread(target=_warm, args=(itn, "en"), name="itn-warm", daemon=True).start()
@@ -105,3 +99,14 @@ class ServerContext:
         self.dsp_pool.shutdown(wait=False, cancel_futures=True)
         self.speaker_pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
+
+
+def _watched_engine(
+    settings: Settings, model: str | None, label: str, metrics: ServerMetrics
+) -> Engine:
+    """An engine whose passes, queue, workers and final wait `/metrics` reports as `label`."""
+    engine = Engine(settings, model, pass_observer=metrics.observe_pass)
+    metrics.watch_queue(label, engine.queue_depths)
+    metrics.watch_workers(label, engine.worker_restarts)
+    metrics.watch_final_wait(label, engine.oldest_final_wait)
+    return engine

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
+
+from pulse_stt.api.bodies import loads_json
 
 
 class Control(Enum):
@@ -26,8 +27,8 @@ class ControlError(ValueError):
 def parse_control(text: str) -> Control:
     """Parse a text frame; raises ControlError saying what was wrong and what to send."""
     try:
-        payload = json.loads(text)
-    except (ValueError, RecursionError):
+        payload = loads_json(text)
+    except ValueError:
         raise ControlError(f"text frame is not JSON; {HINT}.") from None
     if not isinstance(payload, dict):
         raise ControlError(f"text frame must be a JSON object; {HINT}.")

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 
 from pulse_stt.api.admission import Refusal
 from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
+from pulse_stt.api.bodies import BodyTooLargeError, loads_json, read_body
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.fetch import FetchError, FetchTooLargeError, fetch_url
 from pulse_stt.api.params import FileParams, ParamError, parse_file_params
@@ -36,10 +37,6 @@ LEGACY_REST_PATH = "/waves/v1/pulse/get_text"
 _MAX_JSON_BODY = 64 * 1024
 
 
-class _TooLargeError(Exception):
-    pass
-
-
 @dataclass
 class _RequestRecord:
     """What the request log line and the metrics say about one request."""
@@ -48,18 +45,6 @@ class _RequestRecord:
     body_bytes: int = 0
     audio_s: float = 0.0
     transcript: str | None = None
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise _TooLargeError
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _TooLargeError
-    return bytes(body)
 
 
 async def file_endpoint(request: Request) -> JSONResponse:
@@ -133,10 +118,10 @@ async def _transcribe_admitted(
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if content_type == "application/json":
-            data = await _fetch_from_json(ctx, await _read_body(request, _MAX_JSON_BODY))
+            data = await _fetch_from_json(ctx, await read_body(request, _MAX_JSON_BODY))
         else:
-            data = await _read_body(request, limit)
-    except _TooLargeError:
+            data = await read_body(request, limit)
+    except BodyTooLargeError:
         return rest_error(413, "too_large", f"the body is over the {limit} byte limit.")
     except FetchTooLargeError as exc:
         return rest_error(413, "too_large", str(exc))
@@ -167,8 +152,8 @@ async def _transcribe_admitted(
         return rest_error(413, "too_long", str(exc))
     except AudioDecodeError as exc:
         return rest_error(400, "bad_audio", str(exc))
-    except SchedulerClosedError:
-        return rest_error(503, "unavailable", "the server is shutting down; retry shortly.")
+    except SchedulerClosedError:  # the engine stopped under this request: shutting down
+        return unavailable_response()
     record.audio_s = result.duration
     try:
         await asyncio.to_thread(
@@ -188,8 +173,8 @@ async def _transcribe_admitted(
 
 async def _fetch_from_json(ctx: ServerContext, body: bytes) -> bytes:
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
+        payload = loads_json(body)
+    except ValueError:
         raise FetchError('the JSON body is not valid JSON; send {"url": "https://..."}') from None
     if not isinstance(payload, dict) or not isinstance(payload.get("url"), str):
         raise FetchError('the JSON body must be {"url": "https://..."}')

@@ -75,7 +75,6 @@ class SessionDrain:
     def __init__(self) -> None:
         self._sessions: set[DrainableSession] = set()
         self.draining = False
-        self._draining_sessions = False
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -85,7 +84,7 @@ class SessionDrain:
 
     def add(self, session: DrainableSession) -> None:
         self._sessions.add(session)
-        if self._draining_sessions:  # its handshake passed just before the drain began
+        if self.draining:  # its handshake passed just before the drain began
             session.drain()
 
     def discard(self, session: DrainableSession) -> None:
@@ -97,7 +96,7 @@ class SessionDrain:
 
     def drain_all(self) -> int:
         """Ask every live session (and any that is added later) to end; returns how many."""
-        self.draining = self._draining_sessions = True
+        self.draining = True
         sessions = self.sessions()
         for session in sessions:
             session.drain()

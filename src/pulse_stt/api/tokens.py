@@ -9,7 +9,6 @@ key is accepted, until it expires or the key is revoked; it cannot mint tokens i
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from typing import Any
 
@@ -17,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from pulse_stt.api.auth import UNAUTHORIZED_BODY, bearer_token
+from pulse_stt.api.bodies import BodyTooLargeError, loads_json, read_body
 from pulse_stt.api.context import ServerContext
 from pulse_stt.store.db import TOKEN_PREFIX, ApiKey, BrowserToken, Store
 
@@ -45,8 +45,8 @@ def requested_ttl(body: bytes, cap_s: int) -> int:
     if not body.strip():
         return cap_s
     try:
-        data: Any = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data: Any = loads_json(body)
+    except ValueError as exc:  # not JSON, not UTF-8, or nested too deeply
         raise TokenRequestError(
             'the body is not JSON; send nothing or {"ttl_s": <seconds>}.'
         ) from exc
@@ -72,14 +72,12 @@ def _mint(store: Store, secret: str, ttl_s: int) -> BrowserToken | ApiKey | None
 
 
 async def _small_body(request: Request) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_BODY_BYTES:
-            raise TokenRequestError(
-                f'the body is over {_MAX_BODY_BYTES} bytes; send {{"ttl_s": <seconds>}}.'
-            )
-    return bytes(body)
+    try:
+        return await read_body(request, _MAX_BODY_BYTES)
+    except BodyTooLargeError:
+        raise TokenRequestError(
+            f'the body is over {_MAX_BODY_BYTES} bytes; send {{"ttl_s": <seconds>}}.'
+        ) from None
 
 
 async def mint_token_endpoint(request: Request) -> JSONResponse:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -62,25 +63,44 @@ LEGACY_PATH = "/waves/v1/pulse/get_text"
 LIVE_PATH = "/waves/v1/stt/live"
 
 
-async def stream_endpoint(websocket: WebSocket) -> None:
-    ctx: ServerContext = websocket.app.state.ctx
-    legacy = websocket.url.path.rstrip("/") == LEGACY_PATH
-    if ctx.drain.draining:  # shutting down: no new sessions (HTTP 503 before the upgrade)
-        ctx.metrics.error("unavailable")
-        await websocket.send_denial_response(unavailable_response())
-        return
-    key = await authenticate(ctx.store, websocket)
+@dataclass(frozen=True)
+class HandshakeDenial:
+    """Why a WebSocket handshake is refused before the upgrade."""
+
+    response: JSONResponse
+    error: str  # the kind `pulse_stt_errors_total` counts
+
+
+def is_legacy_path(conn: HTTPConnection) -> bool:
+    return conn.url.path.rstrip("/") == LEGACY_PATH
+
+
+async def check_handshake(
+    ctx: ServerContext, conn: HTTPConnection
+) -> tuple[ApiKey, StreamParams] | HandshakeDenial:
+    """The checks before a WebSocket upgrade, in order: draining, credentials, parameters.
+    Shared with the browser page's handshake probe (api/browser.py)."""
+    if ctx.drain.draining:  # shutting down: no new sessions
+        return HandshakeDenial(unavailable_response(), "unavailable")
+    key = await authenticate(ctx.store, conn)
     if key is None:
-        ctx.metrics.error("unauthorized")
-        await websocket.send_denial_response(JSONResponse(UNAUTHORIZED_BODY, status_code=401))
-        return
+        return HandshakeDenial(JSONResponse(UNAUTHORIZED_BODY, status_code=401), "unauthorized")
     try:
-        params = parse_stream_params(websocket.query_params, legacy_path=legacy)
+        params = parse_stream_params(conn.query_params, legacy_path=is_legacy_path(conn))
         ctx.check_diarize(params.text.diarize)
     except ParamError as exc:
-        ctx.metrics.error("invalid_parameter")
-        await websocket.send_denial_response(JSONResponse(exc.to_json(), status_code=400))
+        return HandshakeDenial(JSONResponse(exc.to_json(), status_code=400), "invalid_parameter")
+    return key, params
+
+
+async def stream_endpoint(websocket: WebSocket) -> None:
+    ctx: ServerContext = websocket.app.state.ctx
+    checked = await check_handshake(ctx, websocket)
+    if isinstance(checked, HandshakeDenial):
+        ctx.metrics.error(checked.error)
+        await websocket.send_denial_response(checked.response)
         return
+    key, params = checked
     admitted = ctx.admission.admit(key.id, ctx.engine)
     if isinstance(admitted, Refusal):
         ctx.metrics.error(admitted.error)
@@ -89,7 +109,8 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         return
     with admitted:  # the session's slot (per key and per server), held until it ends
         await websocket.accept(subprotocol=accepted_subprotocol(websocket))
-        runner = StreamRunner(ctx, websocket, params, key, LEGACY_PATH if legacy else LIVE_PATH)
+        path = LEGACY_PATH if is_legacy_path(websocket) else LIVE_PATH
+        runner = StreamRunner(ctx, websocket, params, key, path)
         await runner.run()
 
 
@@ -382,7 +403,7 @@ class StreamRunner:
         else:
             self._log.info("idle for %gs, closing", idle_timeout)
             self._close_reason = "idle_timeout"
-        return {"type": "websocket.receive", "text": '{"type":"close_stream"}'}
+        return close_stream
 
     def _session_too_long(self) -> None:
         """max_session_s is over: say so, then the session ends as close_stream ends it."""
@@ -564,7 +585,6 @@ class StreamRunner:
                     if message is not None:
                         await self._deliver(self.ws.send_json(message))
                         self._sent(message, item)
-            self._outbox.done()
         except SlowReaderError:
             await self._close_slow_reader()
         finally:
