@@ -6,19 +6,17 @@ Unknown parameters are ignored (forward compatibility); an invalid value of a kn
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
-
-from faster_whisper.tokenizer import _LANGUAGE_CODES
 
 Encoding = Literal["linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus"]
 Numerals = Literal["auto", "true", "false"]
 
 ENCODINGS: tuple[Encoding, ...] = ("linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus")
 SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 44100, 48000)
-WHISPER_LANGUAGES: tuple[str, ...] = tuple(_LANGUAGE_CODES)
 MULTI_EU_LANGUAGES: tuple[str, ...] = ("de", "en", "fr", "it", "nl", "pt", "ru", "es")
 MAX_KEYWORDS = 100
 EXTERNAL_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
@@ -26,6 +24,15 @@ EXTERNAL_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 PULSE_PRO_STREAMING_MESSAGE = (
     "Pulse Pro has no streaming transport. Use POST /waves/v1/stt/?model=pulse-pro instead."
 )
+
+
+@functools.cache
+def whisper_languages() -> tuple[str, ...]:
+    """The language codes the model knows. faster_whisper is imported here, on first use,
+    not at import time, so the client can share this module's constants cheaply."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return tuple(_LANGUAGE_CODES)
 
 
 class ParamError(ValueError):
@@ -137,15 +144,16 @@ def parse_language(query: Mapping[str, str]) -> LanguageChoice:
     raw = (query.get("language") or "multi-eu").strip().lower()
     if raw == "multi-eu":
         return LanguageChoice(raw, None, MULTI_EU_LANGUAGES)
+    languages = whisper_languages()
     if raw == "multi":
-        return LanguageChoice(raw, None, WHISPER_LANGUAGES)
-    if raw in WHISPER_LANGUAGES:
+        return LanguageChoice(raw, None, languages)
+    if raw in languages:
         return LanguageChoice(raw, raw, (raw,))
     raise ParamError(
         "language",
         f"language {raw!r} is not supported. Send an ISO 639-1 code the model knows "
         "(e.g. en, de, fr, es), 'multi-eu' or 'multi'.",
-        "multi-eu, multi, " + ", ".join(WHISPER_LANGUAGES),
+        "multi-eu, multi, " + ", ".join(languages),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import shutil
 import signal
@@ -247,12 +248,8 @@ def _line(words: Sequence[Word]) -> str:
 
 
 def _speaker_runs(words: Sequence[Word]) -> list[str]:
-    runs: list[list[Word]] = []
-    for word in words:
-        if not runs or runs[-1][-1].speaker != word.speaker:
-            runs.append([])
-        runs[-1].append(word)
-    return [_line(run) for run in runs]
+    """One line per run of consecutive words of the same speaker."""
+    return [_line(list(run)) for _, run in itertools.groupby(words, key=lambda w: w.speaker)]
 
 
 class _Progress:
@@ -284,16 +281,20 @@ class _Transcribed:
     warnings: list[str] = field(default_factory=list)
 
 
-def _transcribe_options(args: argparse.Namespace) -> FileOptions | StreamOptions:
-    """Word timings always: subtitles need them and text is printed one sentence a line."""
-    shaping: dict[str, Any] = {
+def _shaping_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of the shaping flags; an unset switch is left to the server's default."""
+    return {
         "language": args.language,
-        "word_timestamps": True,
         "diarize": args.diarize or None,
         "itn_normalize": args.itn or None,
         "redact_pii": args.redact_pii or None,
         "redact_pci": args.redact_pci or None,
     }
+
+
+def _transcribe_options(args: argparse.Namespace) -> FileOptions | StreamOptions:
+    """Word timings always: subtitles need them and text is printed one sentence a line."""
+    shaping = {**_shaping_options(args), "word_timestamps": True}
     try:
         if args.mode == "rest":
             return FileOptions(model=args.model, **shaping)
@@ -389,22 +390,19 @@ async def _transcribe_all(
             progress = _Progress(show_progress, bool(args.progress), desc=path.name, **shape)
             job = _transcribe_stream(client, path, options, progress)
         try:
-            done = await job
+            with contextlib.closing(progress):  # the bar is closed before anything is printed
+                done = await job
         except (AuthenticationError, ParameterError, PulseConnectionError) as exc:
-            progress.close()
             print(f"pulse-stt: {describe_error(exc, client.base_url)}", file=sys.stderr)
             return EXIT_SERVER  # the same for every file: stop here
         except PulseError as exc:
-            progress.close()
             print(f"pulse-stt: {path}: {describe_error(exc, client.base_url)}", file=sys.stderr)
             status = EXIT_SERVER
             continue
         except ValueError as exc:  # the file could not be decoded here (stream mode)
-            progress.close()
             print(f"pulse-stt: {path}: {exc}", file=sys.stderr)
             status = EXIT_SERVER
             continue
-        progress.close()
         for warning in done.warnings:
             print(f"pulse-stt: {path}: server: {warning}", file=sys.stderr)
         await asyncio.to_thread(_write, done.result, path, output, args.format, len(files) > 1)
@@ -537,12 +535,8 @@ def stream_command(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file: {args.file}")
     try:
         options = StreamOptions(
-            language=args.language,
+            **_shaping_options(args),
             word_timestamps=True if args.diarize else None,
-            diarize=args.diarize or None,
-            itn_normalize=args.itn or None,
-            redact_pii=args.redact_pii or None,
-            redact_pci=args.redact_pci or None,
             keywords=_keywords(args),
             eou_timeout_ms=args.eou_timeout_ms,
         )

@@ -59,6 +59,11 @@ class Endpoints:
         return self._join(_HTTP_FOR_WS, path, "")
 
 
+def public_url(url: str) -> str:
+    """The URL without its query string (which may carry ids), for messages."""
+    return url.split("?", 1)[0]
+
+
 def resolve_api_key(api_key: str | None) -> str:
     """`api_key`, else `$PULSE_STT_API_KEY`; a clear error when neither is set."""
     key = api_key or os.environ.get(KEY_ENV)

@@ -30,7 +30,9 @@ from typing import Any
 import numpy as np
 import websockets
 
-RATE = 16_000
+from pulse_stt.audio.resample import MODEL_RATE as RATE
+from pulse_stt.client.sources import pcm16
+
 _EOU_MS = 5000  # the client marks turn ends with finalize; keep automatic finals out of it
 
 
@@ -52,12 +54,9 @@ class SessionFigures:
     errors: list[str] = field(default_factory=list)
 
 
-def _norm(word: str) -> str:
+def normalize_word(word: str) -> str:
+    """A word for comparison: lower case, without punctuation (apostrophes kept)."""
     return re.sub(r"[^\w']", "", word.lower())
-
-
-def _pcm16(audio: np.ndarray) -> bytes:
-    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
 
 
 async def run_session(
@@ -95,7 +94,7 @@ async def run_session(
                 nonlocal position
                 for i in range(0, samples.size, frame):
                     chunk = samples[i : i + frame]
-                    await ws.send(_pcm16(chunk))
+                    await ws.send(pcm16(chunk))
                     position += chunk.size
                     sent_at.append((position / RATE, time.monotonic()))
                     ahead = position / RATE / speed - (time.monotonic() - start)
@@ -154,13 +153,13 @@ def _score(
     walls = np.array([w for _, w in sent_at])
     for _, final in finals:
         for word in final.get("words", []):
-            key = _norm(word["word"])
+            key = normalize_word(word["word"])
             first_seen = next(
                 (
                     t
                     for t, m in transcriptions
                     for w in m.get("words", [])
-                    if _norm(w["word"]) == key and abs(w["start"] - word["start"]) < 1.0
+                    if normalize_word(w["word"]) == key and abs(w["start"] - word["start"]) < 1.0
                 ),
                 None,
             )

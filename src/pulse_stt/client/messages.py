@@ -252,20 +252,18 @@ class FileResult:
         cls, finals: Sequence[Transcription], *, duration: float | None = None
     ) -> FileResult:
         """The REST shape from a stream's finals (used by `transcribe --mode stream`)."""
-        texts = [f.transcript for f in finals if f.transcript]
         languages = [f.language for f in finals if f.transcript and f.language]
         language = max(set(languages), key=languages.count) if languages else None
         words = tuple(w for f in finals for w in f.words)
         utterances = tuple(u for f in finals for u in f.utterances)
         entities = tuple(dict.fromkeys(e for f in finals for e in f.redacted_entities))
         return cls(
-            transcription=" ".join(texts),
+            transcription=" ".join(f.transcript for f in finals if f.transcript),
             words=words,
             utterances=utterances,
             language=language,
             duration=duration,
             redacted_entities=entities,
-            raw=_file_dict(" ".join(texts), words, utterances, language, duration, entities),
         )
 
     def to_dict(self) -> dict[str, Any]:

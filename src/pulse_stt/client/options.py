@@ -15,16 +15,18 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 from urllib.parse import urlencode
 
+from pulse_stt.api.params import (
+    ENCODINGS,
+    EXTERNAL_ID_RE,
+    MAX_KEYWORDS,
+    SAMPLE_RATES,
+    Encoding,
+)
 from pulse_stt.client.errors import ParameterError
 
-Encoding = Literal["linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus"]
-ENCODINGS: tuple[str, ...] = ("linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus")
-SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 44100, 48000)
 NUMERALS: tuple[str, ...] = ("auto", "true", "false")
 STREAM_MODELS: tuple[str, ...] = ("pulse",)
 FILE_MODELS: tuple[str, ...] = ("pulse", "pulse-pro")
-MAX_KEYWORDS = 100
-_EXTERNAL_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 # `keywords` as the wire string, a list of entries ("word" or "word:6"), or a mapping of
 # phrase → intensifier.
@@ -167,7 +169,7 @@ class StreamOptions(_Options):
             )
         if self.keywords is not None:
             keywords_param(self.keywords)
-        if self.external_session_id is not None and not _EXTERNAL_ID.fullmatch(
+        if self.external_session_id is not None and not EXTERNAL_ID_RE.fullmatch(
             self.external_session_id
         ):
             raise ParameterError(

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
+from pulse_stt.client.endpoints import public_url
 from pulse_stt.client.errors import PulseConnectionError, PulseError, error_from_response
 from pulse_stt.client.messages import BrowserToken, FileResult
 
@@ -113,7 +114,7 @@ async def _post_json(
     content: AsyncIterator[bytes] | None = None,
     json_body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    public = url.split("?", 1)[0]
+    public = public_url(url)
     limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
     try:
         async with httpx.AsyncClient(timeout=limits) as http:

@@ -44,20 +44,25 @@ import asyncio
 import contextlib
 import json
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 import numpy as np
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 
-RATE = 16_000
+from pulse_stt.audio.resample import MODEL_RATE as RATE
+from pulse_stt.client.endpoints import Endpoints
+from pulse_stt.client.loadgen import normalize_word
+from pulse_stt.client.sources import pcm16
+
 OPUS_PACKET_S = 0.02  # the packets made here are 20 ms each
 
 Behaviour = Literal["finalize", "eou", "close", "drop", "drop_with_close"]
@@ -95,6 +100,11 @@ class SoakClip:
     def with_opus(cls, audio: np.ndarray, text: str | None = None) -> SoakClip:
         return cls(audio, text, opus_packets(audio))
 
+    @cached_property
+    def pcm(self) -> bytes:
+        """`audio` as linear16, converted once (on first use) for every turn that sends it."""
+        return pcm16(self.audio)
+
 
 def opus_packets(audio: np.ndarray) -> tuple[bytes, ...]:
     """20 ms Opus packets of 16 kHz audio, from FFmpeg's libopus encoder (through PyAV)."""
@@ -107,7 +117,7 @@ def opus_packets(audio: np.ndarray) -> tuple[bytes, ...]:
     encoder.bit_rate = 24_000
     encoder.open()
     frame_size = int(RATE * OPUS_PACKET_S)
-    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    pcm = np.frombuffer(pcm16(audio), "<i2")
     pcm = np.concatenate([pcm, np.zeros(-pcm.size % frame_size, np.int16)])
     packets: list[bytes] = []
     for start in range(0, pcm.size, frame_size):
@@ -199,10 +209,6 @@ class ConnectionReport:
     retry_after_s: float = 1.0
 
 
-def _norm(word: str) -> str:
-    return re.sub(r"[^\w']", "", word.lower())
-
-
 def _finals(arrivals: Sequence[Arrival]) -> list[Arrival]:
     return [
         a
@@ -257,7 +263,7 @@ def score_connection(
     seen: list[tuple[str, float]] = []
     for arrival in finals:
         words = [
-            (_norm(w.get("word", "")), float(w.get("start", -1.0)))
+            (normalize_word(w.get("word", "")), float(w.get("start", -1.0)))
             for w in arrival.message.get("words") or ()
         ]
         if any(
@@ -514,7 +520,7 @@ class _Connection:
     def _clip_payloads(self, clip: SoakClip) -> list[Payload]:
         if self.report.encoding == "opus":
             return [(packet, OPUS_PACKET_S) for packet in clip.opus]
-        pcm = (np.clip(clip.audio, -1, 1) * 32767).astype("<i2").tobytes()
+        pcm = clip.pcm
         step = 2 * RATE * self._options.frame_ms // 1000
         return [
             (pcm[i : i + step], len(pcm[i : i + step]) / 2 / RATE) for i in range(0, len(pcm), step)
@@ -611,16 +617,21 @@ async def active_sessions(client: httpx.AsyncClient, http_url: str) -> float | N
         return None
     if response.status_code != 200:
         return None
-    values = [
-        float(line.rsplit(" ", 1)[1])
-        for line in response.text.splitlines()
-        if line.startswith("pulse_stt_active_sessions")
-    ]
+    try:
+        values = [
+            sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+            if sample.name == "pulse_stt_active_sessions"
+        ]
+    except ValueError:  # not the Prometheus text format
+        return None
     return sum(values) if values else None
 
 
 def http_base(ws_url: str) -> str:
-    return re.sub(r"^ws", "http", ws_url.rstrip("/"))
+    """The http(s):// base of a ws(s):// server URL."""
+    return Endpoints.from_base_url(ws_url).http("")
 
 
 @dataclass

@@ -16,14 +16,16 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from pulse_stt.audio.resample import MODEL_RATE
+
 MIC_EXTRA_HINT = (
     "the microphone needs the optional 'sounddevice' package and the PortAudio library: "
     "pip install 'pulse-stt[mic]' (on Debian/Ubuntu also: apt-get install libportaudio2)"
 )
 
 
-def _pcm16(samples: np.ndarray) -> bytes:
+def pcm16(samples: np.ndarray) -> bytes:
+    """Float samples (nominally -1..1, clipped) as little-endian 16-bit PCM (linear16)."""
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
@@ -34,10 +36,10 @@ def _decoded_pcm(file: str | PathLike[str] | bytes | BinaryIO) -> Iterator[bytes
     if isinstance(file, str | PathLike):
         with open(file, "rb") as handle:
             for chunk in iter_file_audio(handle):
-                yield _pcm16(chunk)
+                yield pcm16(chunk)
     else:
         for chunk in iter_file_audio(file):
-            yield _pcm16(chunk)
+            yield pcm16(chunk)
 
 
 def audio_duration(file: str | PathLike[str]) -> float | None:
@@ -75,7 +77,7 @@ async def file_frames(
     """
     if frame_ms <= 0 or speed <= 0:
         raise ValueError("frame_ms and speed must be positive")
-    frame_bytes = SAMPLE_RATE * frame_ms // 1000 * 2
+    frame_bytes = MODEL_RATE * frame_ms // 1000 * 2
     chunks = _decoded_pcm(file)
     done = object()
     pending = b""
@@ -93,16 +95,16 @@ async def file_frames(
                 sent_bytes += len(frame)
                 yield frame
                 if on_progress is not None:
-                    on_progress(sent_bytes / 2 / SAMPLE_RATE)
+                    on_progress(sent_bytes / 2 / MODEL_RATE)
                 if realtime:
-                    ahead = sent_bytes / 2 / SAMPLE_RATE / speed - (time.monotonic() - started)
+                    ahead = sent_bytes / 2 / MODEL_RATE / speed - (time.monotonic() - started)
                     if ahead > 0:
                         await asyncio.sleep(ahead)
         if pending:
             sent_bytes += len(pending)
             yield pending
             if on_progress is not None:
-                on_progress(sent_bytes / 2 / SAMPLE_RATE)
+                on_progress(sent_bytes / 2 / MODEL_RATE)
     finally:
         # Closes the container off the loop. (If a cancelled read is still running on its
         # thread, the generator cannot be closed now; it is closed when collected.)
@@ -149,8 +151,8 @@ async def microphone_frames(
 
     try:
         stream = sounddevice.RawInputStream(
-            samplerate=SAMPLE_RATE,
-            blocksize=SAMPLE_RATE * frame_ms // 1000,
+            samplerate=MODEL_RATE,
+            blocksize=MODEL_RATE * frame_ms // 1000,
             channels=1,
             dtype="int16",
             device=device,

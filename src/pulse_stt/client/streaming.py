@@ -27,7 +27,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from pulse_stt.client.endpoints import Endpoints, resolve_api_key
+from pulse_stt.client.endpoints import Endpoints, public_url, resolve_api_key
 from pulse_stt.client.errors import PulseConnectionError, PulseError, error_from_response
 from pulse_stt.client.messages import (
     BrowserToken,
@@ -95,11 +95,11 @@ class AsyncStream:
         except InvalidStatus as exc:
             response = exc.response
             raise error_from_response(
-                response.status_code, response.body or b"", url=_public(self.url)
+                response.status_code, response.body or b"", url=public_url(self.url)
             ) from None
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
             raise PulseConnectionError(
-                f"could not connect to {_public(self.url)}: {_reason(exc)}"
+                f"could not connect to {public_url(self.url)}: {_reason(exc)}"
             ) from exc
         self._last = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(self._ws), name="pulse-stream-reader")
@@ -234,8 +234,8 @@ class AsyncStream:
                     f"the server closed the stream without a last message "
                     f"({_close_reason_code(ws)})"
                 )
-            self._settle(error if not saw_last else None)
-            self._queue.put_nowait(_End(error if not saw_last else None))
+            self._settle(error)
+            self._queue.put_nowait(_End(error))
 
     def _dispatch(self, message: Message) -> None:
         if self.session_id is None:
@@ -393,8 +393,6 @@ async def _pump(frames: AsyncIterator[bytes], stream: AsyncStream) -> None:
             if frame:
                 await stream.send(frame)
         await stream.end_audio()
-    except asyncio.CancelledError:
-        raise
     except PulseConnectionError:
         return  # the reader reports how the connection ended
     except Exception as exc:  # the source failed: stop the stream and raise it there
@@ -431,11 +429,6 @@ async def _from_iterable(frames: Iterable[bytes]) -> AsyncIterator[bytes]:
     done = object()
     while (frame := await asyncio.to_thread(next, iterator, done)) is not done:
         yield frame  # type: ignore[misc]
-
-
-def _public(url: str) -> str:
-    """The URL without its query string (which may carry ids) for messages."""
-    return url.split("?", 1)[0]
 
 
 def _reason(exc: BaseException) -> str:
