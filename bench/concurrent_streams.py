@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._server import add_server_args, bench_server
 from tests.e2e.audio import librivox_clips, wer, wer_corpus
-from tests.e2e.conftest import running_server
 
 from pulse_stt.client.loadgen import TABLE_HEADER, LoadClip, run_load, table_row
 
@@ -55,8 +55,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--frame-ms", type=int, default=20)
-    parser.add_argument("--url", help="ws://host:port of a running server")
-    parser.add_argument("--key", help="its API key")
     parser.add_argument(
         "--clips",
         choices=("librivox", "corpus"),
@@ -64,59 +62,42 @@ def main() -> None:
         help="librivox: the 5 LibriVox clips (24.7 s); corpus: every clip with a reference "
         "(LibriVox, cards, 24 espeak-ng sentences; 151 s, 435 words) for a firmer WER",
     )
-    parser.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="NAME=VALUE",
-        help="server settings for the server started here (e.g. min_window_s=30)",
-    )
+    add_server_args(parser, set_example="min_window_s=30")
     args = parser.parse_args()
-    settings = dict(item.split("=", 1) for item in args.set)
     with tempfile.TemporaryDirectory() as tmp:
         library = librivox_clips() if args.clips == "librivox" else wer_corpus(Path(tmp))
     clips = [LoadClip(c.audio, c.text) for c in library]
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.url:
-            server, url, key, pid = None, args.url, args.key, None
-        else:
-            server = running_server(Path(tmp), **settings)
-            running = server.__enter__()
-            url, key, pid = running.ws, running.key, running.pid
-        try:
+    with bench_server(args) as server:
+        url, key, pid = server.ws, server.key, server.pid
+        print(
+            f"{len(clips)} clips ({args.clips}) per session, {args.frame_ms} ms frames, "
+            "real-time pace, finalize after each clip"
+        )
+        offline = _offline_wer(library)
+        print(
+            f"offline WER of the same model on the same clips (faster-whisper, beam 5): "
+            f"{offline:.3f}"
+        )
+        print(TABLE_HEADER + " WER of finals | server CPU (cores) | peak RSS (MB) |")
+        print("|---" * 10 + "|")
+        for count in args.sessions:
+            sampler = _Sampler(pid) if pid else None
+            cpu0 = _proc_stats(pid)[0] if pid else 0.0
+            if sampler:
+                sampler.start()
+            started = time.monotonic()
+            summary = asyncio.run(run_load(url, key, clips, count, frame_ms=args.frame_ms))
+            wall = time.monotonic() - started
+            cpu = (_proc_stats(pid)[0] - cpu0) / wall if pid else float("nan")
+            if sampler:
+                sampler.stop.set()
+                sampler.join()
+            wers = [_session_wer(library, texts) for texts in summary.final_texts]
+            rss = sampler.peak_rss / 2**20 if sampler else float("nan")
             print(
-                f"{len(clips)} clips ({args.clips}) per session, {args.frame_ms} ms frames, "
-                "real-time pace, finalize after each clip"
+                table_row(summary) + f" {statistics.median(wers):.3f} | {cpu:.2f} | {rss:.0f} |",
+                flush=True,
             )
-            offline = _offline_wer(library)
-            print(
-                f"offline WER of the same model on the same clips (faster-whisper, beam 5): "
-                f"{offline:.3f}"
-            )
-            print(TABLE_HEADER + " WER of finals | server CPU (cores) | peak RSS (MB) |")
-            print("|---" * 10 + "|")
-            for count in args.sessions:
-                sampler = _Sampler(pid) if pid else None
-                cpu0 = _proc_stats(pid)[0] if pid else 0.0
-                if sampler:
-                    sampler.start()
-                started = time.monotonic()
-                summary = asyncio.run(run_load(url, key, clips, count, frame_ms=args.frame_ms))
-                wall = time.monotonic() - started
-                cpu = (_proc_stats(pid)[0] - cpu0) / wall if pid else float("nan")
-                if sampler:
-                    sampler.stop.set()
-                    sampler.join()
-                wers = [_session_wer(library, texts) for texts in summary.final_texts]
-                rss = sampler.peak_rss / 2**20 if sampler else float("nan")
-                print(
-                    table_row(summary)
-                    + f" {statistics.median(wers):.3f} | {cpu:.2f} | {rss:.0f} |",
-                    flush=True,
-                )
-        finally:
-            if server is not None:
-                server.__exit__(None, None, None)
 
 
 def _offline_wer(library: list) -> float:

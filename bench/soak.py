@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._server import add_server_args, bench_server
 from tests.e2e.audio import corpus_wer, librivox_clips
-from tests.e2e.conftest import running_server
 
 from pulse_stt.client.soak import (
     SAMPLE_HEADER,
@@ -51,15 +50,7 @@ def main() -> None:
     parser.add_argument("--sample-every", type=float, default=10.0, help="seconds")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds before RSS counts")
     parser.add_argument("--opus-share", type=float, default=0.25)
-    parser.add_argument("--url", help="ws://host:port of a running server")
-    parser.add_argument("--key", help="its API key")
-    parser.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="NAME=VALUE",
-        help="server settings for the server started here (e.g. decode_workers=1)",
-    )
+    add_server_args(parser, set_example="decode_workers=1")
     args = parser.parse_args()
     options = SoakOptions(
         streams=args.streams,
@@ -82,19 +73,19 @@ def main() -> None:
         print(sample_row(sample, previous[-1] if previous else None), flush=True)
         previous.append(sample)
 
-    settings = dict(item.split("=", 1) for item in args.set)
-    if args.url:
-        report = asyncio.run(run_soak(args.url, args.key, clips, options, on_sample=show))
-        log_problems = None
-    else:
-        with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp), **settings) as srv:
-            report = asyncio.run(
-                run_soak(srv.ws, srv.key, clips, options, server_pid=srv.pid, on_sample=show)
-            )
-            log = srv.log.read_text()
-            log_problems = [
-                line for line in log.splitlines() if "ERROR" in line or "Traceback" in line
+    with bench_server(args) as srv:
+        report = asyncio.run(
+            run_soak(srv.ws, srv.key, clips, options, server_pid=srv.pid, on_sample=show)
+        )
+        log_problems = (
+            None
+            if srv.log is None
+            else [
+                line
+                for line in srv.log.read_text().splitlines()
+                if "ERROR" in line or "Traceback" in line
             ]
+        )
     print()
     print(_summary(report, args.warmup))
     if log_problems is not None:

@@ -1,18 +1,64 @@
-"""Small inputs that expand into a great deal of audio or memory, built byte by byte.
+"""Small inputs that expand into a great deal of audio or memory, built byte by byte, and
+the checks of what decoders make of hostile input.
 
-Shared by the unit tests of the decoders and the end-to-end tests against the server.
+Shared by the unit tests of the decoders, the end-to-end tests against the server and
+bench/fuzz_atheris.py.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
-OGG_PAGE_HEADER = struct.Struct(
-    "<4sBBqIIIB"
-)  # capture, version, flags, granule, serial, seq, crc, n
+import numpy as np
+
+from pulse_stt.audio.decode import AudioDecodeError, StreamDecoder
+from pulse_stt.audio.opus import _OGG_HEADER as OGG_PAGE_HEADER
+from pulse_stt.audio.opus import OPUS_RATE
+
 # Code 3 (several frames), CELT fullband 20 ms, 6 frames, CBR, no payload: 120 ms per packet.
 TINY_OPUS_PACKET = bytes([(31 << 3) | 3, 0x06])
 SECONDS_PER_TINY_PACKET = 0.12
+# The most one Ogg page holds: 255 packets of the longest Opus duration (120 ms), 30.6 s.
+PAGE_SAMPLES = int(255 * 0.12 * OPUS_RATE)
+
+
+def check_samples(samples: np.ndarray, *, max_size: int | None = None) -> None:
+    """Raise AssertionError unless `samples` are what a decoder promises: 1-D float32,
+    finite, within [-1, 1], and (with `max_size`) no more than `max_size` of them."""
+    if samples.dtype != np.float32 or samples.ndim != 1:
+        raise AssertionError(f"samples of dtype {samples.dtype}, shape {samples.shape}")
+    if not np.isfinite(samples).all() or np.abs(samples).max(initial=0.0) > 1.0 + 1e-6:
+        raise AssertionError("samples not finite or outside [-1, 1]")
+    if max_size is not None and samples.size > max_size:
+        raise AssertionError(f"one call returned {samples.size} samples")
+
+
+def drain(
+    decoder: StreamDecoder,
+    data: bytes,
+    *,
+    check: Callable[[np.ndarray], None] | None = None,
+    max_calls: int = 100_000,
+) -> tuple[int, int, list[str]]:
+    """Decode a frame and its backlog as the server does (see StreamRunner._feed): (samples,
+    largest piece, errors). `check` sees every piece; AssertionError when the backlog is
+    still not drained after `max_calls` calls."""
+    total, largest, errors = 0, 0, []
+    chunk = data
+    for _ in range(max_calls):
+        try:
+            samples = decoder.decode(chunk)
+            if check is not None:
+                check(samples)
+            total += samples.size
+            largest = max(largest, samples.size)
+        except AudioDecodeError as exc:
+            errors.append(str(exc))
+        if not decoder.has_backlog:
+            return total, largest, errors
+        chunk = b""
+    raise AssertionError("the backlog never drained")
 
 
 def ogg_page(packets: list[bytes], sequence: int, *, flags: int = 0, version: int = 0) -> bytes:

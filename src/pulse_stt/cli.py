@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pulse_stt.client.cli_commands import CLIENT_COMMANDS, add_client_commands, run_client_command
-from pulse_stt.config import Settings
+from pulse_stt.config import Settings, setting_env, setting_flag
 from pulse_stt.ops.logs import configure_logging
 
 
@@ -22,7 +22,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (also PULSE_STT_<NAME> environment variables)")
     for name, field in Settings.model_fields.items():
         group.add_argument(
-            "--" + name.replace("_", "-"),
+            setting_flag(name),
             dest=f"setting_{name}",
             metavar=name.upper(),
             default=None,
@@ -62,7 +62,7 @@ def _serve(settings: Settings) -> int:
     ctx = ServerContext.create(settings)
     created_key = None
     if settings.api_key is not None:
-        ctx.store.ensure_key("PULSE_STT_API_KEY", settings.api_key.get_secret_value())
+        ctx.store.ensure_key(setting_env("api_key"), settings.api_key.get_secret_value())
     elif ctx.store.active_key_count() == 0:
         _, created_key = ctx.store.create_key("first-start")
     app = create_app(ctx)
@@ -144,9 +144,9 @@ def _bench(args: argparse.Namespace) -> int:
     from pulse_stt.audio.container import iter_file_audio
     from pulse_stt.client.loadgen import TABLE_HEADER, LoadClip, run_load, table_row
 
-    key = args.key or os.environ.get("PULSE_STT_API_KEY")
+    key = args.key or os.environ.get(setting_env("api_key"))
     if not key:
-        print("pulse-stt bench: pass --key or set PULSE_STT_API_KEY", file=sys.stderr)
+        print(f"pulse-stt bench: pass --key or set {setting_env('api_key')}", file=sys.stderr)
         return 2
     clips = []
     for path in args.files:

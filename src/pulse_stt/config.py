@@ -231,3 +231,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'pulse-stt.db'}"
+
+
+def setting_env(name: str) -> str:
+    """The environment variable of setting `name`: `PULSE_STT_COMPUTE_TYPE`."""
+    return Settings.model_config["env_prefix"] + name.upper()
+
+
+def setting_flag(name: str) -> str:
+    """The `pulse-stt serve` flag of setting `name`: `--compute-type`."""
+    return "--" + name.replace("_", "-")

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from pulse_stt.config import Settings
+from pulse_stt.config import Settings, setting_env, setting_flag
 
 _HEADER = """\
 # Configuration reference
@@ -60,8 +60,7 @@ def _cell(text: str) -> str:
 def reference_markdown() -> str:
     rows = []
     for name, field in Settings.model_fields.items():
-        env = "PULSE_STT_" + name.upper()
-        flag = "--" + name.replace("_", "-")
+        env, flag = setting_env(name), setting_flag(name)
         rows.append(
             f"| `{name}` | `{env}`<br>`{flag}` | {_cell(_default(field))} "
             f"| {_cell(field.description or '')} |"

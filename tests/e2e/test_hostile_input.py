@@ -18,13 +18,13 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import websockets
 
+from pulse_stt.client.soak import process_usage
 from tests.e2e.audio import Clip, encode_file, join, pcm16, silence, wer
 from tests.e2e.client import chunks, play
 from tests.e2e.conftest import Server, running_server
@@ -211,10 +211,8 @@ def bomb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+    """Resident bytes of a process."""
+    return process_usage(pid)[0]
 
 
 class PeakRss:

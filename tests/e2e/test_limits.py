@@ -22,6 +22,7 @@ import websockets
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
+from pulse_stt.client.soak import process_usage
 from tests.e2e.audio import Clip, join, pcm16, silence, wav_bytes, wer
 from tests.e2e.client import LIVE, Pace, Received, Step, chunks, play, send_steps
 from tests.e2e.conftest import Server, running_server
@@ -320,10 +321,8 @@ def test_an_overloaded_engine_refuses_new_sessions_and_admitted_ones_get_every_f
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    """Resident MiB of a process."""
+    return process_usage(pid)[0] / 2**20
 
 
 class NonReadingClient:

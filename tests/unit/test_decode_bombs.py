@@ -16,13 +16,13 @@ from pulse_stt.audio.decode import AudioDecodeError, make_decoder
 from pulse_stt.audio.opus import MAX_DECODE_SAMPLES, OPUS_RATE, OggOpusDecoder
 from pulse_stt.stream.session import SessionConfig, StreamSession
 from tests.hostile_inputs import (
+    PAGE_SAMPLES,
+    drain,
     endless_ogg_packet,
     ogg_opus_bomb,
     ogg_page,
     opus_head_pages,
 )
-
-PAGE_SAMPLES = int(255 * 0.12 * OPUS_RATE)  # the most one page of the bomb holds
 
 
 def real_ogg_opus(seconds: float = 2.0) -> bytes:
@@ -38,23 +38,6 @@ def real_ogg_opus(seconds: float = 2.0) -> bytes:
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
     return out.getvalue()
-
-
-def drain(decoder: OggOpusDecoder, data: bytes) -> tuple[int, int, list[str]]:
-    """Decode a frame and its backlog as the server does: (samples, largest piece, errors)."""
-    total, largest, errors = 0, 0, []
-    chunk = data
-    for _ in range(100_000):
-        try:
-            samples = decoder.decode(chunk)
-            total += samples.size
-            largest = max(largest, samples.size)
-        except AudioDecodeError as exc:
-            errors.append(str(exc))
-        if not decoder.has_backlog:
-            return total, largest, errors
-        chunk = b""
-    raise AssertionError("the backlog never drained")
 
 
 def test_an_ogg_bomb_is_decoded_a_bounded_piece_at_a_time() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +18,7 @@ from pulse_stt.api.control import Control, ControlError, parse_control
 from pulse_stt.audio.container import iter_file_audio
 from pulse_stt.audio.decode import AudioDecodeError, make_decoder
 from tests.e2e.audio import tone, wav_bytes
+from tests.hostile_inputs import check_samples as _check_samples
 
 ENCODINGS = ["linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus"]
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -26,12 +26,6 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 def _wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
     return wav_bytes(tone(seconds, rate), rate)
-
-
-def _check_samples(samples: np.ndarray) -> None:
-    assert samples.dtype == np.float32 and samples.ndim == 1
-    assert np.isfinite(samples).all()
-    assert np.abs(samples).max(initial=0.0) <= 1.0 + 1e-6
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import BinaryIO
 
 import av
@@ -36,6 +36,11 @@ def iter_file_audio(
     still transcribed. With `max_seconds`, raises AudioTooLongError as soon as the decoded
     audio passes it: a few kB that declare a sample rate of 1 Hz are days of audio.
     """
+    chunks = _decode_file(source)
+    return chunks if max_seconds is None else _limited(chunks, max_seconds)
+
+
+def _decode_file(source: bytes | BinaryIO) -> Generator[np.ndarray, None, None]:
     stream_source = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         container = av.open(stream_source, mode="r", metadata_errors="ignore")
@@ -49,15 +54,12 @@ def iter_file_audio(
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=MODEL_RATE)
         decoded_any = False
-        budget = _Budget(max_seconds)
         try:
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler follow sample counts, not damaged pts
                 for out in resampler.resample(frame):
                     decoded_any = True
-                    yield budget.take(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
-        except AudioTooLongError:
-            raise
+                    yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
         except (av.error.FFmpegError, ValueError) as exc:
             if not decoded_any:
                 raise AudioDecodeError(
@@ -66,28 +68,27 @@ def iter_file_audio(
             log.warning("audio ends early: decoding stopped at damaged data (%s)", _reason(exc))
         for out in resampler.resample(None):
             decoded_any = True
-            yield budget.take(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+            yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
         if not decoded_any:
             raise AudioDecodeError(f"the file contains no decodable audio; {SUPPORTED_HINT}")
 
 
-class _Budget:
-    """Counts the audio handed out; past `max_seconds` it refuses the rest."""
-
-    def __init__(self, max_seconds: float | None) -> None:
-        self._max_seconds = max_seconds
-        self._left = None if max_seconds is None else int(max_seconds * MODEL_RATE)
-
-    def take(self, chunk: np.ndarray) -> np.ndarray:
-        if self._left is not None:
-            self._left -= chunk.size
-            if self._left < 0:
+def _limited(chunks: Generator[np.ndarray, None, None], max_seconds: float) -> Iterator[np.ndarray]:
+    """`chunks` until their audio passes `max_seconds`, then AudioTooLongError (the chunk
+    that passes it is not handed out)."""
+    left = int(max_seconds * MODEL_RATE)
+    try:
+        for chunk in chunks:
+            left -= chunk.size
+            if left < 0:
                 raise AudioTooLongError(
-                    f"the file holds more than {self._max_seconds:g} s of audio, this server's "
+                    f"the file holds more than {max_seconds:g} s of audio, this server's "
                     "limit for one request (max_file_audio_s); split it into shorter files, "
                     "or stream it over the WebSocket"
                 )
-        return chunk
+            yield chunk
+    finally:
+        chunks.close()  # closes the container now, not when garbage collected
 
 
 def _reason(exc: Exception) -> str:

@@ -138,11 +138,7 @@ class OggOpusDecoder:
         if len(buf) < _OGG_HEADER.size:
             return None
         if buf[:4] != b"OggS":
-            # Resynchronise at the next page so that later frames still decode.
-            next_page = buf.find(b"OggS", 1)
-            skipped = next_page if next_page >= 0 else len(buf) - 3
-            del buf[:skipped]
-            self._partial_packet.clear()
+            skipped = self._skip_to_next_page()
             raise AudioDecodeError(
                 f"expected an Ogg page ('OggS'), skipped {skipped} bytes; with "
                 "encoding=ogg_opus send an Ogg/Opus stream such as opusenc or a browser "
@@ -150,10 +146,7 @@ class OggOpusDecoder:
             )
         _, version, _flags, _granule, serial, _seq, _crc, n_segments = _OGG_HEADER.unpack_from(buf)
         if version != 0:
-            # Skip to the next page: raising without consuming would refuse every later frame.
-            next_page = buf.find(b"OggS", 1)
-            del buf[: next_page if next_page >= 0 else len(buf) - 3]
-            self._partial_packet.clear()
+            self._skip_to_next_page()
             raise AudioDecodeError(f"unsupported Ogg version {version}")
         header_end = _OGG_HEADER.size + n_segments
         if len(buf) < header_end:
@@ -184,6 +177,17 @@ class OggOpusDecoder:
         if serial != self._serial:
             return []  # a multiplexed second stream (e.g. video): not ours
         return packets
+
+    def _skip_to_next_page(self) -> int:
+        """Drop the buffer up to the next "OggS" after its first byte (or all but the last
+        three bytes, which may start one) and any packet in progress: raising without
+        consuming would refuse every later frame. Returns the number of bytes dropped."""
+        buf = self._buffer
+        next_page = buf.find(b"OggS", 1)
+        skipped = next_page if next_page >= 0 else len(buf) - 3
+        del buf[:skipped]
+        self._partial_packet.clear()
+        return skipped
 
     def _on_packet(self, packet: bytes) -> np.ndarray:
         if self._headers_seen == 0:

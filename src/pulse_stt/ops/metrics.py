@@ -15,7 +15,7 @@ import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -208,13 +208,16 @@ class ServerMetrics:
         )
         for reason in ADMISSION_REASONS:
             self.admission_refusals.labels(reason)
-        for endpoint in ("live", "legacy"):
+        for endpoint in get_args(Endpoint):
             self.active_sessions.labels(endpoint)
             self.sessions.labels(endpoint)
-        for audio_kind in ("stream", "file"):
-            self.audio_seconds.labels(audio_kind)
-        for message_type in MESSAGE_TYPES:
-            self.messages.labels(message_type)
+        # Children used per frame or message: looked up once, not on every update.
+        self.audio_seconds_by_kind = {
+            audio_kind: self.audio_seconds.labels(audio_kind) for audio_kind in get_args(AudioKind)
+        }
+        self.messages_by_type = {
+            message_type: self.messages.labels(message_type) for message_type in MESSAGE_TYPES
+        }
         for reason in FINAL_REASONS:
             self.finals.labels(reason)
         for error in KNOWN_ERRORS:
@@ -264,7 +267,7 @@ class ServerMetrics:
         if error is not None:
             self.error(error)
         if audio_seconds > 0:
-            self.audio_seconds.labels("file").inc(audio_seconds)
+            self.audio_seconds_by_kind["file"].inc(audio_seconds)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""
@@ -375,7 +378,7 @@ class StreamMetrics:
         """The session's audio now reaches `end_s`; the frame that brought it arrived at
         `arrived_at` (taken when it was received, before decoding)."""
         if end_s > self._audio_counted:
-            self._server.audio_seconds.labels("stream").inc(end_s - self._audio_counted)
+            self._server.audio_seconds_by_kind["stream"].inc(end_s - self._audio_counted)
             self._audio_counted = end_s
         self._arrivals.record(end_s, arrived_at)
 
@@ -434,7 +437,7 @@ class StreamMetrics:
 
     def _count(self, message_type: str) -> None:
         self.messages_sent += 1
-        self._server.messages.labels(message_type).inc()
+        self._server.messages_by_type[message_type].inc()
 
     def _observe_new_words(self, words: Sequence[TimedSpan], now: float) -> None:
         """Words not sent before: those starting at or after the end of the latest word
