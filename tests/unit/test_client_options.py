@@ -6,10 +6,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from pulse_stt.api.params import Keyword, parse_file_params, parse_stream_params
+from pulse_stt.api.params import parse_file_params, parse_stream_params
 from pulse_stt.client import FileOptions, ParameterError, PulseError, StreamOptions
 from pulse_stt.client.endpoints import Endpoints, resolve_api_key
 from pulse_stt.client.options import keywords_param
+from pulse_stt.protocol import Keyword
 
 
 def _query(options: StreamOptions | FileOptions) -> dict[str, str]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pulse_stt.api.control import Control, ControlError, parse_control
-from pulse_stt.api.params import TextOptions
 from pulse_stt.engine.types import Hypothesis, Word
+from pulse_stt.protocol import TextOptions
 from pulse_stt.store.db import Store
 from pulse_stt.text.format import TimedWord, Utterance, shape_transcript
 

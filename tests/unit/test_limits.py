@@ -20,11 +20,11 @@ from pulse_stt.api.admission import (
     SessionSlots,
     Slot,
 )
-from pulse_stt.api.outbox import Outbox, OutboxClosedError
 from pulse_stt.config import Settings
 from pulse_stt.engine.scheduler import DecodeScheduler
 from pulse_stt.engine.types import DecodeJob, Hypothesis
 from pulse_stt.ops.metrics import ADMISSION_REASONS, KNOWN_ERRORS, ServerMetrics
+from pulse_stt.stream.outbox import Outbox, OutboxClosedError
 
 # -- session slots ----------------------------------------------------------------------
 

@@ -9,17 +9,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from pulse_stt.api.params import parse_stream_params
-from pulse_stt.api.websocket import StreamRunner, _Pending
+from pulse_stt.api.websocket import StreamRunner
 from pulse_stt.config import Settings
 from pulse_stt.ops.logs import REDACTED, configure_logging
 from pulse_stt.ops.metrics import ServerMetrics
+from pulse_stt.protocol import FinalReason
 from pulse_stt.store.db import ApiKey
-from pulse_stt.stream.session import UtteranceAudio
-from pulse_stt.text.format import TimedWord
+from pulse_stt.stream.live import TranscriptEvent
+from pulse_stt.text.format import TimedWord, Transcript
 
 SECRET_TOKEN = "pstt_tok_s3cr3t-VALUE"
 
@@ -97,7 +97,13 @@ def test_text_lines_keep_context_fields() -> None:
 
 def runner(settings: Settings) -> StreamRunner:
     ctx = SimpleNamespace(
-        settings=settings, itn=None, speaker_encoder=None, metrics=ServerMetrics()
+        settings=settings,
+        itn=None,
+        speaker_encoder=None,
+        metrics=ServerMetrics(),
+        engine=None,
+        dsp_pool=None,
+        speaker_pool=None,
     )
     params = parse_stream_params(
         {"model": "pulse", "language": "en", "sample_rate": "16000", "encoding": "linear16"},
@@ -108,10 +114,9 @@ def runner(settings: Settings) -> StreamRunner:
 
 
 def send_a_final(session: StreamRunner, text: str) -> None:
-    work = UtteranceAudio(0, 0.0, np.zeros(0, np.float32), is_final=True, reason="eou")
-    item = _Pending(work, None, timed_words=(TimedWord("hello", 0.1, 0.4, 0.9),))
-    message = {"type": "transcription", "transcript": text, "is_final": True}
-    session._sent(message, item)
+    words = (TimedWord("hello", 0.1, 0.4, 0.9),)
+    transcript = Transcript(text, words, (), "en", ("en",))
+    session._sent(TranscriptEvent(0, transcript, True, FinalReason.EOU, timed_words=words))
 
 
 @pytest.mark.parametrize("log_transcripts", [False, True])

@@ -8,14 +8,8 @@ from typing import Any
 
 import pytest
 
-from pulse_stt.api.params import (
-    MULTI_EU_LANGUAGES,
-    PULSE_PRO_STREAMING_MESSAGE,
-    Keyword,
-    ParamError,
-    StreamParams,
-    parse_stream_params,
-)
+from pulse_stt.api.params import PULSE_PRO_STREAMING_MESSAGE, ParamError, parse_stream_params
+from pulse_stt.protocol import MULTI_EU_LANGUAGES, Keyword, StreamParams
 
 LIVE = {"model": "pulse"}  # the minimum the /waves/v1/stt/live path accepts
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pulse_stt.api.params import TextOptions
 from pulse_stt.api.schemas import transcription_message
+from pulse_stt.protocol import TextOptions
 from pulse_stt.speakers.embedder import TurnEmbedder
 from pulse_stt.speakers.encoder import TurnWindows, VoiceEncoder, window_starts
 from pulse_stt.speakers.tracker import (

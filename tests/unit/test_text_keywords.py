@@ -7,7 +7,7 @@ import itertools
 import pytest
 from rapidfuzz import fuzz
 
-from pulse_stt.api.params import Keyword
+from pulse_stt.protocol import Keyword
 from pulse_stt.text.keywords import apply_keywords, hotwords_prompt, required_similarity
 from pulse_stt.text.tokens import Token, render
 

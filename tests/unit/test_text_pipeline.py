@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pulse_stt.api.params import Keyword, TextOptions, parse_text_options
+from pulse_stt.api.params import parse_text_options
 from pulse_stt.engine.types import Hypothesis, Word
+from pulse_stt.protocol import Keyword, TextOptions
 from pulse_stt.text.itn import NemoInverseNormalizer
 from pulse_stt.text.pipeline import TranscriptShaper
 

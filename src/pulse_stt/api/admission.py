@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from pulse_stt.config import Settings
+from pulse_stt.protocol import ErrorKind
 
 RefusalReason = Literal["key_limit", "server_full", "overloaded"]
 REFUSAL_REASONS: tuple[RefusalReason, ...] = ("key_limit", "server_full", "overloaded")
@@ -49,7 +50,7 @@ class Refusal:
 
     reason: RefusalReason
     status: int  # HTTP status: 429 (key limit) or 503
-    error: str  # the `error` code in the JSON body / message
+    error: ErrorKind  # the `error` code in the JSON body / message
     message: str
     retry_after_s: int
 
@@ -183,7 +184,7 @@ class Admission:
         return Refusal(
             "key_limit",
             429,
-            "too_many_sessions",
+            ErrorKind.TOO_MANY_SESSIONS,
             f"this API key already has {limit} sessions open on this server (WebSocket "
             f"streams and REST requests in flight), the most it allows per key "
             f"(max_sessions_per_key); end one of them before starting another.",
@@ -194,7 +195,7 @@ class Admission:
         return Refusal(
             "server_full",
             503,
-            "server_full",
+            ErrorKind.SERVER_FULL,
             f"this server is serving its limit of {self.slots.max_total} sessions "
             f"(max_sessions); try again in {self.retry_after_s} s or use another server.",
             self.retry_after_s,
@@ -204,7 +205,7 @@ class Admission:
         return Refusal(
             "overloaded",
             503,
-            "overloaded",
+            ErrorKind.OVERLOADED,
             f"the server is overloaded: transcripts owed to open sessions have waited "
             f"{wait_s:.1f} s for the model (more than admission_max_final_wait_s = "
             f"{self.max_final_wait_s:g} s), so it takes no new sessions until it catches "

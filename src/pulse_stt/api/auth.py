@@ -18,6 +18,7 @@ from typing import Literal
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 
+from pulse_stt.protocol import ErrorKind
 from pulse_stt.store.db import TOKEN_PREFIX, ApiKey, Store
 
 SUBPROTOCOL = "pulse-stt"
@@ -86,7 +87,7 @@ async def authenticate(store: Store, conn: HTTPConnection) -> ApiKey | None:
 
 UNAUTHORIZED_BODY = {
     "status": "error",
-    "error": "unauthorized",
+    "error": ErrorKind.UNAUTHORIZED,
     "message": "missing, invalid or expired credentials; send the header "
     "'Authorization: Bearer <key>'. Browsers: mint a short-lived token with POST /v1/tokens "
     "and pass it on the WebSocket as the query parameter 'token=<token>' or as the "

@@ -1,4 +1,5 @@
-"""Query parameters, parsed once at the edge into typed, validated objects.
+"""Query parameters, parsed once at the edge into the typed, validated options of
+`pulse_stt.protocol`.
 
 Unknown parameters are ignored (forward compatibility); an invalid value of a known one is a
 `ParamError` that names the parameter and what to send instead.
@@ -7,19 +8,25 @@ Unknown parameters are ignored (forward compatibility); an invalid value of a kn
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from typing import cast
 
-Encoding = Literal["linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus"]
-Numerals = Literal["auto", "true", "false"]
-
-ENCODINGS: tuple[Encoding, ...] = ("linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus")
-SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 44100, 48000)
-MULTI_EU_LANGUAGES: tuple[str, ...] = ("de", "en", "fr", "it", "nl", "pt", "ru", "es")
-MAX_KEYWORDS = 100
-EXTERNAL_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+from pulse_stt.protocol import (
+    ENCODINGS,
+    EXTERNAL_ID_RE,
+    MAX_KEYWORDS,
+    MULTI_EU_LANGUAGES,
+    NUMERALS,
+    SAMPLE_RATES,
+    Encoding,
+    ErrorKind,
+    FileParams,
+    Keyword,
+    LanguageChoice,
+    Numerals,
+    StreamParams,
+    TextOptions,
+)
 
 PULSE_PRO_STREAMING_MESSAGE = (
     "Pulse Pro has no streaming transport. Use POST /waves/v1/stt/?model=pulse-pro instead."
@@ -45,59 +52,11 @@ class ParamError(ValueError):
         self.allowed = allowed
 
     def to_json(self) -> dict[str, str]:
-        body = {"status": "error", "error": "invalid_parameter", "param": self.param}
+        body = {"status": "error", "error": ErrorKind.INVALID_PARAMETER, "param": self.param}
         body["message"] = self.message
         if self.allowed:
             body["allowed"] = self.allowed
         return body
-
-
-@dataclass(frozen=True)
-class Keyword:
-    phrase: str
-    intensifier: float = 1.0
-
-
-@dataclass(frozen=True)
-class LanguageChoice:
-    """Either one fixed language, or auto-detection restricted to `candidates`."""
-
-    requested: str
-    fixed: str | None
-    candidates: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TextOptions:
-    """Switches that shape a transcript after decoding (shared by WebSocket and REST)."""
-
-    word_timestamps: bool
-    sentence_timestamps: bool = False
-    diarize: bool = False
-    redact_pii: bool = False
-    redact_pci: bool = False
-    numerals: Numerals = "auto"
-    itn_normalize: bool = False
-    punctuate: bool = True
-    capitalize: bool = True
-    format: bool = True
-
-
-@dataclass(frozen=True)
-class StreamParams:
-    """Everything a streaming session was asked for, validated."""
-
-    language: LanguageChoice
-    encoding: Encoding
-    sample_rate: int
-    text: TextOptions
-    eou_timeout_ms: int = 800
-    finalize_on_words: bool = True
-    max_words: int | None = None
-    keywords: tuple[Keyword, ...] = ()
-    vad_events: bool = False
-    full_transcript: bool = False
-    external_session_id: str | None = None
 
 
 def _bool(query: Mapping[str, str], name: str, default: bool) -> bool:
@@ -204,7 +163,7 @@ def parse_text_options(query: Mapping[str, str], *, word_timestamps_default: boo
     punctuate = _bool(query, "punctuate", True)
     capitalize = _bool(query, "capitalize", True)
     itn = _bool(query, "itn_normalize", False)
-    numerals = _choice(query, "numerals", "auto", ("auto", "true", "false"))
+    numerals = cast(Numerals, _choice(query, "numerals", "auto", NUMERALS))
     if not fmt:  # the master switch forces the others off (seed document)
         punctuate = capitalize = itn = False
     return TextOptions(
@@ -213,7 +172,7 @@ def parse_text_options(query: Mapping[str, str], *, word_timestamps_default: boo
         diarize=_bool(query, "diarize", False),
         redact_pii=_bool(query, "redact_pii", False),
         redact_pci=_bool(query, "redact_pci", False),
-        numerals=numerals,  # type: ignore[arg-type]
+        numerals=numerals,
         itn_normalize=itn,
         punctuate=punctuate,
         capitalize=capitalize,
@@ -233,15 +192,6 @@ def check_streaming_model(query: Mapping[str, str]) -> None:
         raise ParamError(
             "model", f"model {raw!r} is not a streaming model; send model=pulse.", "pulse"
         )
-
-
-@dataclass(frozen=True)
-class FileParams:
-    """A whole-file (REST) request, validated."""
-
-    pro: bool
-    language: LanguageChoice
-    text: TextOptions
 
 
 def parse_file_params(query: Mapping[str, str], *, legacy_path: bool) -> FileParams:
@@ -293,7 +243,7 @@ def parse_stream_params(query: Mapping[str, str], *, legacy_path: bool) -> Strea
     vad_alias = _bool(query, "vad", False)  # validated even when vad_events is set
     return StreamParams(
         language=parse_language(query),
-        encoding=_choice(query, "encoding", "linear16", ENCODINGS),  # type: ignore[arg-type]
+        encoding=cast(Encoding, _choice(query, "encoding", "linear16", ENCODINGS)),
         sample_rate=sample_rate,
         text=parse_text_options(query, word_timestamps_default=legacy_path),
         eou_timeout_ms=_int(query, "eou_timeout_ms", 800, 100, 10_000) or 800,

@@ -19,12 +19,13 @@ from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
 from pulse_stt.api.bodies import BodyTooLargeError, loads_json, read_body
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.fetch import FetchError, FetchTooLargeError, fetch_url
-from pulse_stt.api.params import FileParams, ParamError, parse_file_params
+from pulse_stt.api.params import ParamError, parse_file_params
 from pulse_stt.api.schemas import file_response, rest_error
 from pulse_stt.api.shutdown import unavailable_response
 from pulse_stt.audio.container import AudioTooLongError, iter_file_audio
 from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.engine.scheduler import SchedulerClosedError
+from pulse_stt.protocol import ErrorKind, FileParams
 from pulse_stt.store.db import ApiKey
 from pulse_stt.stream.file import FileTranscription, transcribe_audio_chunks
 from pulse_stt.text.itn import NemoInverseNormalizer
@@ -56,12 +57,10 @@ async def file_endpoint(request: Request) -> JSONResponse:
     try:
         response = await _transcribe_file(request, request_id, record)
     except Exception:  # a bug: Starlette answers 500 and uvicorn logs the traceback
-        ctx.metrics.rest_request(500, error="internal", audio_seconds=record.audio_s)
+        ctx.metrics.rest_request(500, error=ErrorKind.INTERNAL, audio_seconds=record.audio_s)
         raise
     status = response.status_code
-    error = None
-    if status >= 400:
-        error = str(json.loads(response.body).get("error", f"http_{status}"))
+    error = _error_kind(response) if status >= 400 else None
     ctx.metrics.rest_request(status, error=error, audio_seconds=record.audio_s)
     fields: dict[str, object] = {
         "request_id": request_id,
@@ -78,6 +77,15 @@ async def file_endpoint(request: Request) -> JSONResponse:
         fields["transcript"] = record.transcript
     log.info("rest request", extra=fields)
     return response
+
+
+def _error_kind(response: JSONResponse) -> ErrorKind:
+    """The `error` of an error answer, as the metrics count it."""
+    try:
+        return ErrorKind(json.loads(response.body)["error"])
+    except (KeyError, TypeError, ValueError):  # every refusal names a kind: a bug if not
+        log.warning("error answer without a known error kind: %s", response.status_code)
+        return ErrorKind.INTERNAL
 
 
 async def _transcribe_file(
@@ -122,16 +130,16 @@ async def _transcribe_admitted(
         else:
             data = await read_body(request, limit)
     except BodyTooLargeError:
-        return rest_error(413, "too_large", f"the body is over the {limit} byte limit.")
+        return rest_error(413, ErrorKind.TOO_LARGE, f"the body is over the {limit} byte limit.")
     except FetchTooLargeError as exc:
-        return rest_error(413, "too_large", str(exc))
+        return rest_error(413, ErrorKind.TOO_LARGE, str(exc))
     except (FetchError, ValueError) as exc:
-        return rest_error(400, "bad_request", str(exc))
+        return rest_error(400, ErrorKind.BAD_REQUEST, str(exc))
     record.body_bytes = len(data)
     if not data:
         return rest_error(
             400,
-            "empty_body",
+            ErrorKind.EMPTY_BODY,
             'the request body is empty; send the audio file\'s bytes, or JSON {"url": "..."}.',
         )
     started = datetime.now(UTC)
@@ -149,9 +157,9 @@ async def _transcribe_admitted(
             )
         )
     except AudioTooLongError as exc:
-        return rest_error(413, "too_long", str(exc))
+        return rest_error(413, ErrorKind.TOO_LONG, str(exc))
     except AudioDecodeError as exc:
-        return rest_error(400, "bad_audio", str(exc))
+        return rest_error(400, ErrorKind.BAD_AUDIO, str(exc))
     except SchedulerClosedError:  # the engine stopped under this request: shutting down
         return unavailable_response()
     record.audio_s = result.duration

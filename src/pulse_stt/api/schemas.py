@@ -6,7 +6,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from pulse_stt.api.params import TextOptions
+from pulse_stt.protocol import ErrorKind, TextOptions
+from pulse_stt.stream.live import ErrorEvent, LiveEvent, TranscriptEvent
 from pulse_stt.text.format import TimedWord, Transcript, Utterance
 
 
@@ -68,12 +69,29 @@ def vad_message(kind: str, session_id: str, timestamp: float) -> dict[str, Any]:
 
 
 def error_message(
-    message: str, *, error: str = "bad_request", session_id: str | None = None
+    message: str, *, error: ErrorKind, session_id: str | None = None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"type": "error", "status": "error", "error": error, "message": message}
     if session_id:
         body["session_id"] = session_id
     return body
+
+
+def event_message(event: LiveEvent, session_id: str, options: TextOptions) -> dict[str, Any]:
+    """The wire message of one event of a live stream."""
+    if isinstance(event, TranscriptEvent):
+        return transcription_message(
+            session_id=session_id,
+            transcript=event.transcript,
+            options=options,
+            is_final=event.is_final,
+            is_last=event.is_last,
+            from_finalize=event.from_finalize,
+            full_transcript=event.full_transcript,
+        )
+    if isinstance(event, ErrorEvent):
+        return error_message(event.message, error=event.kind, session_id=session_id)
+    return vad_message(event.kind, session_id, event.timestamp)
 
 
 def file_response(
@@ -101,5 +119,5 @@ def file_response(
     return body
 
 
-def rest_error(status: int, error: str, message: str) -> JSONResponse:
+def rest_error(status: int, error: ErrorKind, message: str) -> JSONResponse:
     return JSONResponse({"status": "error", "error": error, "message": message}, status_code=status)

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 from urllib.parse import urlencode
 
-from pulse_stt.api.params import (
+from pulse_stt.client.errors import ParameterError
+from pulse_stt.protocol import (
     ENCODINGS,
     EXTERNAL_ID_RE,
     MAX_KEYWORDS,
     SAMPLE_RATES,
     Encoding,
 )
-from pulse_stt.client.errors import ParameterError
 
 NUMERALS: tuple[str, ...] = ("auto", "true", "false")
 STREAM_MODELS: tuple[str, ...] = ("pulse",)

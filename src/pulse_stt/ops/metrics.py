@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from pulse_stt import __version__
 from pulse_stt.engine.scheduler import PassReport, QueueDepth
+from pulse_stt.protocol import ErrorKind, FinalReason, PassKind
 
 Endpoint = Literal["live", "legacy"]
 
@@ -56,28 +57,11 @@ PASS_BUCKETS = (
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
 
-FINAL_REASONS = ("eou", "finalize", "close", "max_length", "max_words")
+FINAL_REASONS: tuple[str, ...] = tuple(FinalReason)
 MESSAGE_TYPES = ("partial", "final", "vad", "error")
-PASS_KINDS = ("partial", "final", "file")
+PASS_KINDS: tuple[str, ...] = tuple(PassKind)
 # Shown as 0 from the start, so that `rate()` and alerts see them before the first one.
-KNOWN_ERRORS = (
-    "bad_audio",
-    "bad_message",
-    "engine_error",
-    "unauthorized",
-    "invalid_parameter",
-    "too_large",
-    "too_long",  # a REST file over max_file_audio_s once decoded
-    "bad_request",
-    "empty_body",
-    "unavailable",
-    "internal",
-    "too_many_sessions",
-    "server_full",
-    "overloaded",
-    "session_too_long",
-    "slow_reader",
-)
+KNOWN_ERRORS: tuple[str, ...] = tuple(ErrorKind)
 # Why a new session was refused (api/admission.py): the key's limit, the server's, or load.
 ADMISSION_REASONS = ("key_limit", "server_full", "overloaded")
 
@@ -254,7 +238,7 @@ class ServerMetrics:
 
     # -- requests --------------------------------------------------------------------
 
-    def error(self, kind: str) -> None:
+    def error(self, kind: ErrorKind) -> None:
         self.errors.labels(kind).inc()
 
     def stream_session(
@@ -262,7 +246,7 @@ class ServerMetrics:
     ) -> StreamMetrics:
         return StreamMetrics(self, endpoint, clock=clock)
 
-    def rest_request(self, status: int, *, error: str | None, audio_seconds: float) -> None:
+    def rest_request(self, status: int, *, error: ErrorKind | None, audio_seconds: float) -> None:
         self.rest_requests.labels(str(status)).inc()
         if error is not None:
             self.error(error)
@@ -397,7 +381,7 @@ class StreamMetrics:
     def finalize_requested(self, received_at: float) -> None:
         self._finalizes.append(received_at)
 
-    def error_sent(self, kind: str) -> None:
+    def error_sent(self, kind: ErrorKind) -> None:
         self._count("error")
         self._server.error(kind)
 
@@ -409,7 +393,7 @@ class StreamMetrics:
         *,
         turn: int,
         is_final: bool,
-        reason: str | None,
+        reason: FinalReason | None,
         has_text: bool,
         words: Sequence[TimedSpan] = (),
     ) -> None:
@@ -423,11 +407,11 @@ class StreamMetrics:
         if not is_final:
             return
         self.finals_sent += 1
-        self._server.finals.labels(reason or "close").inc()
+        self._server.finals.labels(reason or FinalReason.CLOSE).inc()
         # Turns up to this one are over: an onset left behind was non-speech nobody saw.
         for stale in [t for t in self._onsets if t <= turn]:
             del self._onsets[stale]
-        if reason == "finalize" and self._finalizes:
+        if reason == FinalReason.FINALIZE and self._finalizes:
             self._server.finalize.observe(max(0.0, now - self._finalizes.popleft()))
 
     def ended(self) -> None:

@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pulse_stt.api.params import FileParams
 from pulse_stt.audio.resample import MODEL_RATE
 from pulse_stt.engine.engine import Engine
 from pulse_stt.engine.types import DecodeJob, Hypothesis
+from pulse_stt.protocol import FileParams
 from pulse_stt.speakers.embedder import TurnEmbedder
 from pulse_stt.speakers.encoder import TurnWindows, VoiceEncoder
 from pulse_stt.speakers.tracker import SpeakerTrack, label_file

@@ -12,12 +12,11 @@ from typing import Literal
 import numpy as np
 
 from pulse_stt.audio.decode import AudioDecodeError, make_decoder
-from pulse_stt.audio.resample import MODEL_RATE, StreamResampler
+from pulse_stt.audio.resample import StreamResampler
+from pulse_stt.protocol import MODEL_RATE, FinalReason, JobKind
 from pulse_stt.stream.buffer import SampleBuffer
 from pulse_stt.stream.endpointer import Boundary, Endpointer, EndpointerConfig
 from pulse_stt.stream.vad import FRAME_SAMPLES, StreamingVad
-
-FinalReason = Literal["eou", "finalize", "close", "max_length", "max_words"]
 
 _PREROLL = int(0.3 * MODEL_RATE)  # audio kept before a speech onset (soft consonants)
 _TAIL = int(0.2 * MODEL_RATE)  # audio kept after the last speech frame of a turn
@@ -50,22 +49,29 @@ class UtteranceAudio:
     utterance: int  # sequence number of the turn within the session
     offset: float  # seconds since the first audio byte of audio[0]
     audio: np.ndarray
-    is_final: bool
-    reason: FinalReason | None = None
-    # A pause-time pass with final quality over the turn so far, shown as a partial; if the
-    # turn then ends with no more speech, its final reuses that pass instead of waiting
-    # for a new one (`reuses_speculation`). Trailing silence changes nothing: every pass
-    # pads its audio with silence anyway.
-    speculative: bool = False
+    # PARTIAL or FINAL; or SPECULATIVE: a pause-time pass with final quality over the turn
+    # so far, shown as a partial; if the turn then ends with no more speech, its final
+    # reuses that pass instead of waiting for a new one (`reuses_speculation`). Trailing
+    # silence changes nothing: every pass pads its audio with silence anyway.
+    kind: JobKind
+    reason: FinalReason | None = None  # with FINAL: what ended the turn
     reuses_speculation: bool = False
 
     @property
+    def is_final(self) -> bool:
+        return self.kind is JobKind.FINAL
+
+    @property
+    def speculative(self) -> bool:
+        return self.kind is JobKind.SPECULATIVE
+
+    @property
     def from_finalize(self) -> bool:
-        return self.reason == "finalize"
+        return self.reason is FinalReason.FINALIZE
 
     @property
     def is_last(self) -> bool:
-        return self.reason == "close"
+        return self.reason is FinalReason.CLOSE
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,7 @@ class StreamSession:
 
     def finalize(self) -> list[SessionAction]:
         """Client's turn boundary: exactly one final for whatever is buffered (maybe empty)."""
-        return [self._close_turn("finalize")]
+        return [self._close_turn(FinalReason.FINALIZE)]
 
     def force_final(self, reason: FinalReason, utterance: int | None = None) -> list[SessionAction]:
         """Server-side cut (e.g. word count) of the open turn, if any (and if still `utterance`)."""
@@ -152,7 +158,7 @@ class StreamSession:
         actions += self._ingest(self._resampler.process(tail), partial_allowed=False)
         actions += self._ingest(self._resampler.flush(), partial_allowed=False)
         self._flush_vad(actions)
-        actions.append(self._close_turn("close"))
+        actions.append(self._close_turn(FinalReason.CLOSE))
         return actions
 
     # -- internals ---------------------------------------------------------------------
@@ -191,8 +197,7 @@ class StreamSession:
             self._utterance,
             start / MODEL_RATE,
             self._buffer.slice(start, end),
-            is_final=False,
-            speculative=speculative,
+            JobKind.SPECULATIVE if speculative else JobKind.PARTIAL,
         )
 
     def _on_probs(self, probs: np.ndarray, actions: list[SessionAction]) -> None:
@@ -215,7 +220,7 @@ class StreamSession:
                 actions.append(VadNotice("speech_ended", round(event.sample / MODEL_RATE, 3)))
             elif event.kind is Boundary.UTTERANCE_ENDED and self._utt_start is not None:
                 end = min(event.sample + _TAIL, (event.frame + 1) * FRAME_SAMPLES)
-                actions.append(self._close_turn("eou", end=end, speech_end=event.sample))
+                actions.append(self._close_turn(FinalReason.EOU, end=end, speech_end=event.sample))
         self._split_long_turn(actions, judged_end=self._frames_done * FRAME_SAMPLES)
         self._maybe_speculate(actions)
 
@@ -252,7 +257,7 @@ class StreamSession:
                 # Latest frame among the quietest (within 0.05 of the minimum).
                 quiet = np.flatnonzero(window <= window.min() + 0.05)
                 cut = (lo_frame + int(quiet[-1])) * FRAME_SAMPLES + FRAME_SAMPLES // 2
-            actions.append(self._close_turn("max_length", end=cut, keep_open=True))
+            actions.append(self._close_turn(FinalReason.MAX_LENGTH, end=cut, keep_open=True))
 
     def _close_turn(
         self,
@@ -276,7 +281,7 @@ class StreamSession:
         reuses = (
             start is not None
             and not keep_open
-            and reason in ("eou", "finalize", "close")
+            and reason in (FinalReason.EOU, FinalReason.FINALIZE, FinalReason.CLOSE)
             and speech_end is not None
             and speech_end == self._speculated_speech_end
         )
@@ -284,7 +289,7 @@ class StreamSession:
             self._utterance,
             offset,
             audio,
-            is_final=True,
+            JobKind.FINAL,
             reason=reason,
             reuses_speculation=reuses,
         )
@@ -298,7 +303,7 @@ class StreamSession:
             self._drop_probs_before(end // FRAME_SAMPLES)
         else:
             self._utt_start = None
-            if reason != "eou":
+            if reason is not FinalReason.EOU:
                 self._endpointer.reset()
         return final
 

@@ -11,8 +11,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pulse_stt.api.params import TextOptions
 from pulse_stt.engine.types import Hypothesis
+from pulse_stt.protocol import TextOptions
 from pulse_stt.speakers.tracker import SpeakerTrack
 from pulse_stt.text.sentences import ends_sentence
 from pulse_stt.text.tokens import Token, render, tokens_from_hypothesis

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from rapidfuzz import fuzz
 
-from pulse_stt.api.params import Keyword
+from pulse_stt.protocol import Keyword
 from pulse_stt.text.tokens import Token, span_tokens
 
 _BARE = re.compile(r"[^\w]+")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from pulse_stt.api.params import Keyword, TextOptions
 from pulse_stt.engine.types import Hypothesis
+from pulse_stt.protocol import Keyword, TextOptions
 from pulse_stt.speakers.tracker import SpeakerTrack
 from pulse_stt.text.format import Transcript, finish
 from pulse_stt.text.itn import NemoInverseNormalizer, apply_itn

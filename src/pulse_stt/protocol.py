@@ -1,0 +1,147 @@
+"""The vocabulary every layer shares: what a request asked for (option types, parsed once
+at the edge by `api/params.py`) and the kinds of things that happen (errors, final
+reasons, model passes). It imports nothing from pulse_stt, so any layer may import it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+MODEL_RATE = 16_000  # Hz: what the VAD, the ASR model and the speaker encoder take
+
+Encoding = Literal["linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus"]
+Numerals = Literal["auto", "true", "false"]
+
+ENCODINGS: tuple[Encoding, ...] = ("linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus")
+SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 44100, 48000)
+NUMERALS: tuple[Numerals, ...] = ("auto", "true", "false")
+MULTI_EU_LANGUAGES: tuple[str, ...] = ("de", "en", "fr", "it", "nl", "pt", "ru", "es")
+MAX_KEYWORDS = 100
+EXTERNAL_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+class ErrorKind(StrEnum):
+    """The `error` field of an error a client gets (and the label `pulse_stt_errors_total`
+    counts it under)."""
+
+    BAD_AUDIO = "bad_audio"
+    BAD_MESSAGE = "bad_message"
+    ENGINE_ERROR = "engine_error"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    INVALID_PARAMETER = "invalid_parameter"
+    TOO_LARGE = "too_large"  # a body or frame over its limit
+    TOO_LONG = "too_long"  # a REST file over max_file_audio_s once decoded
+    BAD_REQUEST = "bad_request"
+    EMPTY_BODY = "empty_body"
+    UNAVAILABLE = "unavailable"  # shutting down
+    INTERNAL = "internal"  # a bug: HTTP 500 or close 1011
+    TOO_MANY_SESSIONS = "too_many_sessions"
+    SERVER_FULL = "server_full"
+    OVERLOADED = "overloaded"
+    SESSION_TOO_LONG = "session_too_long"
+    SLOW_READER = "slow_reader"
+
+
+class FinalReason(StrEnum):
+    """What ended a turn."""
+
+    EOU = "eou"  # eou_timeout_ms of silence
+    FINALIZE = "finalize"  # the client's finalize message
+    CLOSE = "close"  # close_stream/end, the idle timeout or a server shutdown
+    MAX_LENGTH = "max_length"  # a turn longer than the model window, cut at a pause
+    MAX_WORDS = "max_words"  # max_words reached on a partial
+
+
+class PassKind(StrEnum):
+    """What a model pass decoded, as the metrics tell passes apart."""
+
+    PARTIAL = "partial"
+    FINAL = "final"  # live finals, speculative finals included
+    FILE = "file"  # whole-file (REST) turns
+
+
+class JobKind(StrEnum):
+    """One decode job's role, which decides its quality settings and its queue."""
+
+    PARTIAL = "partial"  # the turn so far, shown while it is spoken: fast, coalesced
+    # A final-quality pass over the turn so far, started at a pause before the turn is
+    # known to be over: queued and coalesced like a partial until a final promotes it.
+    SPECULATIVE = "speculative"
+    FINAL = "final"  # a live turn's final: queued ahead of everything else
+    FILE = "file"  # a whole-file turn: final quality, queued behind live finals
+
+    @property
+    def final_quality(self) -> bool:
+        return self is not JobKind.PARTIAL
+
+    @property
+    def pass_kind(self) -> PassKind:
+        if self is JobKind.PARTIAL:
+            return PassKind.PARTIAL
+        return PassKind.FILE if self is JobKind.FILE else PassKind.FINAL
+
+
+@dataclass(frozen=True)
+class Keyword:
+    phrase: str
+    intensifier: float = 1.0
+
+
+@dataclass(frozen=True)
+class LanguageChoice:
+    """Either one fixed language, or auto-detection restricted to `candidates`."""
+
+    requested: str
+    fixed: str | None
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """Switches that shape a transcript after decoding (shared by WebSocket and REST)."""
+
+    word_timestamps: bool
+    sentence_timestamps: bool = False
+    diarize: bool = False
+    redact_pii: bool = False
+    redact_pci: bool = False
+    numerals: Numerals = "auto"
+    itn_normalize: bool = False
+    punctuate: bool = True
+    capitalize: bool = True
+    format: bool = True
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    """Everything a streaming session was asked for, validated."""
+
+    language: LanguageChoice
+    encoding: Encoding
+    sample_rate: int
+    text: TextOptions
+    eou_timeout_ms: int = 800
+    finalize_on_words: bool = True
+    max_words: int | None = None
+    keywords: tuple[Keyword, ...] = ()
+    vad_events: bool = False
+    full_transcript: bool = False
+    external_session_id: str | None = None
+
+    @property
+    def word_limit(self) -> int | None:
+        """The word count at which a partial ends its turn, if any."""
+        return self.max_words if self.finalize_on_words else None
+
+
+@dataclass(frozen=True)
+class FileParams:
+    """A whole-file (REST) request, validated."""
+
+    pro: bool
+    language: LanguageChoice
+    text: TextOptions

@@ -1,0 +1,489 @@
+"""One live stream's transcript, without a socket: audio and control in, the ordered
+events its client is owed out.
+
+`LiveStream` feeds a `StreamSession` (off the event loop, one call at a time, in call
+order), turns every decode the session asks for into an engine job, and hands the
+transport the results strictly in the order they were asked for: finals are never
+reordered and a partial never follows the final of its own turn. What it does on the way:
+decode planning (a turn's speculative final reused, stable partials that decode only the
+uncommitted tail, the language a turn was detected in, keyword hotwords), the stabilizer,
+speaker labels, shaping (ITN, redaction, formatting), `max_words` and the full transcript.
+
+Between the two sides sits an `Outbox` counted in bytes, which bounds the stream's memory:
+the transport waits for `room()` before it reads the next frame (see stream/outbox.py).
+The transport (api/websocket.py) turns each `LiveEvent` into wire JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, Protocol
+
+from pulse_stt.audio.decode import AudioDecodeError
+from pulse_stt.engine.scheduler import SchedulerClosedError
+from pulse_stt.engine.types import DecodeJob, Hypothesis
+from pulse_stt.protocol import MODEL_RATE, ErrorKind, FinalReason, JobKind, StreamParams
+from pulse_stt.speakers.embedder import TurnEmbedder
+from pulse_stt.speakers.encoder import TurnWindows, VoiceEncoder
+from pulse_stt.speakers.tracker import SpeakerTrack, SpeakerTracker
+from pulse_stt.stream.outbox import Outbox, OutboxClosedError
+from pulse_stt.stream.session import (
+    AudioProblem,
+    SessionAction,
+    SessionConfig,
+    StreamSession,
+    UtteranceAudio,
+    VadNotice,
+)
+from pulse_stt.stream.stabilizer import PartialRequest, PartialStabilizer
+from pulse_stt.text.format import TimedWord, Transcript
+from pulse_stt.text.itn import NemoInverseNormalizer
+from pulse_stt.text.keywords import hotwords_prompt
+from pulse_stt.text.pipeline import TranscriptShaper
+
+# What the outbox counts for a decode on top of its audio (the message it becomes), and
+# for an event ready to send (a VAD event or an error: a few hundred bytes of JSON).
+_PENDING_OVERHEAD = 1024
+_EVENT_OVERHEAD = 256
+
+
+# -- what a stream tells its client ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VadEvent:
+    kind: str  # speech_started | speech_ended
+    timestamp: float  # seconds since the stream's first audio byte
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    kind: ErrorKind
+    message: str
+
+
+@dataclass(frozen=True)
+class TranscriptEvent:
+    turn: int
+    transcript: Transcript
+    is_final: bool
+    reason: FinalReason | None  # what ended the turn, for a final
+    full_transcript: str | None = None  # with full_transcript=true
+    # The words, when they carry decoded times (for the word-lag metric).
+    timed_words: tuple[TimedWord, ...] = ()
+
+    @property
+    def is_last(self) -> bool:
+        return self.reason is FinalReason.CLOSE
+
+    @property
+    def from_finalize(self) -> bool:
+        return self.reason is FinalReason.FINALIZE
+
+
+LiveEvent = VadEvent | ErrorEvent | TranscriptEvent
+
+
+# -- what a stream needs ----------------------------------------------------------------
+
+
+class Decoder(Protocol):
+    """The shared engine, as a stream uses it (engine/engine.py)."""
+
+    def submit(self, job: DecodeJob) -> Future[Hypothesis | None]: ...
+
+    def promote(self, future: Future[Hypothesis | None]) -> None: ...
+
+    def cancel_session(self, session_id: str) -> None: ...
+
+
+class LiveObserver(Protocol):
+    """Where a stream reports audio arrival and speech onsets (ops/metrics.StreamMetrics)."""
+
+    def audio_received(self, end_s: float, arrived_at: float) -> None: ...
+
+    def speech_started(self, turn: int, position_s: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """The server's settings a stream follows."""
+
+    vad_threshold: float = 0.5
+    partial_interval_ms: int = 500
+    max_utterance_s: float = 25.0
+    max_backlog_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LiveServices:
+    """Shared by every stream of a server."""
+
+    decoder: Decoder
+    dsp_pool: Executor  # session DSP (decode, resample, VAD) and heavy shaping
+    speaker_pool: Executor | None = None  # speaker embeddings, beside the decode
+    itn: NemoInverseNormalizer | None = None
+    speaker_encoder: VoiceEncoder | None = None
+
+
+# -- the stream ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Ready:
+    event: VadEvent | ErrorEvent
+
+
+@dataclass(eq=False)
+class _Pending:
+    work: UtteranceAudio
+    result: asyncio.Future[Hypothesis | None] | None  # None: nothing to decode
+    voices: asyncio.Future[TurnWindows] | None = None  # speaker embeddings (diarize=true)
+    start_s: float = 0.0  # where in the turn's audio a (stable) partial pass started
+
+
+class _Closed:
+    """Queued after the terminal final: nothing follows."""
+
+
+_Owed = _Ready | _Pending | _Closed
+
+
+class LiveStream:
+    """One stream. Call its coroutines from one event loop; `feed`, `finalize` and `close`
+    in the order the client sent them, while one task takes `next_events()`."""
+
+    def __init__(
+        self,
+        session_id: str,
+        params: StreamParams,
+        services: LiveServices,
+        config: LiveConfig | None = None,
+        *,
+        observer: LiveObserver | None = None,
+        log: logging.LoggerAdapter[logging.Logger] | logging.Logger | None = None,
+    ) -> None:
+        config = config or LiveConfig()
+        self.session_id = session_id
+        self.params = params
+        self._services = services
+        self._observer = observer
+        self._log = log or logging.getLogger(__name__)
+        self.session = StreamSession(
+            SessionConfig(
+                encoding=params.encoding,
+                sample_rate=params.sample_rate,
+                eou_timeout_ms=params.eou_timeout_ms,
+                vad_threshold=config.vad_threshold,
+                partial_interval_ms=config.partial_interval_ms,
+                max_utterance_s=config.max_utterance_s,
+            )
+        )
+        self._outbox: Outbox[_Owed] = Outbox(config.max_backlog_bytes)
+        self._session_lock = asyncio.Lock()  # the session is not thread-safe
+        self._shaper = TranscriptShaper(params.text, itn=services.itn, keywords=params.keywords)
+        self._hotwords = hotwords_prompt(params.keywords)
+        self._embedder: TurnEmbedder | None = None
+        if params.text.diarize and services.speaker_encoder is not None:
+            self._embedder = TurnEmbedder(services.speaker_encoder)
+        self._speakers = SpeakerTracker()
+        self._stabilizer = PartialStabilizer()
+        # Word timings are needed for utterances[] even when words[] is not sent.
+        self._want_words = params.text.word_timestamps or params.text.sentence_timestamps
+        self._languages: dict[int, str] = {}  # language detected per turn, for its partials
+        self._last_language: str | None = None
+        self._partial_shown: set[int] = set()
+        self._full_transcript = ""  # kept only with full_transcript=true
+        self._next_turn = 0  # the turn a speech onset belongs to (see `_dispatch`)
+        # The open turn's speculative final pass: (turn, its engine future).
+        self._speculation: tuple[int, Future[Hypothesis | None]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- input ----------------------------------------------------------------------------
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.session.audio_seconds
+
+    async def room(self) -> bool:
+        """Wait while the stream holds more than its backlog limit; False once abandoned."""
+        return await self._outbox.room()
+
+    async def feed(self, data: bytes, received_at: float) -> bool:
+        """A binary frame, decoded a bounded piece at a time: one frame of Ogg/Opus can hold
+        hours of audio. Between pieces other streams get the DSP threads and the outbox
+        must have room again. False: abandoned (the client does not read)."""
+        while True:
+            try:
+                actions = await self._call(self.session.feed, data)
+            except AudioDecodeError as exc:
+                self._post(self._bad_audio(str(exc)))
+            else:
+                self._audio_received(received_at)
+                self._dispatch(actions)
+            if not self.session.has_pending_audio:
+                return True
+            data = b""
+            if not await self._outbox.room():
+                return False
+
+    async def finalize(self) -> None:
+        """The client's turn boundary: exactly one final, `from_finalize`."""
+        self._dispatch(await self._call(self.session.finalize))
+
+    async def close(self, received_at: float) -> None:
+        """End of stream: the finals of everything received, the last one `is_last`."""
+        actions = await self._call(self.session.close)
+        self._audio_received(received_at)  # the decoder's tail
+        self._dispatch(actions)
+        self._outbox.put(_Closed(), 0)
+
+    def post_error(self, kind: ErrorKind, message: str) -> None:
+        """An error for the client, in order with everything else it is owed."""
+        self._post(ErrorEvent(kind, message))
+
+    def abandon(self) -> None:
+        """Nothing more will be delivered (the client is gone or does not read): drop what
+        is owed, and wake whoever waits for room."""
+        self._outbox.abandon()
+
+    def cancel(self) -> None:
+        """Drop the stream's queued model work."""
+        self._services.decoder.cancel_session(self.session_id)
+
+    # -- output ---------------------------------------------------------------------------
+
+    async def next_events(self) -> list[LiveEvent] | None:
+        """The events of the next thing owed, in order (none when a superseded partial
+        turned out to show nothing new); None after the last (or once abandoned)."""
+        try:
+            item = await self._outbox.get()
+        except OutboxClosedError:
+            return None
+        if isinstance(item, _Closed):
+            return None
+        if isinstance(item, _Ready):
+            return [item.event]
+        return await self._resolve(item)
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _call(
+        self, method: Callable[..., list[SessionAction]], *args: object
+    ) -> list[SessionAction]:
+        """Run a session method off the event loop; one at a time, in call order."""
+        async with self._session_lock:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._services.dsp_pool, method, *args)
+
+    def _audio_received(self, received_at: float) -> None:
+        if self._observer is not None:
+            self._observer.audio_received(self.session.audio_seconds, received_at)
+
+    def _bad_audio(self, problem: str) -> ErrorEvent:
+        return ErrorEvent(
+            ErrorKind.BAD_AUDIO, f"could not decode audio as {self.params.encoding}: {problem}"
+        )
+
+    def _post(self, event: VadEvent | ErrorEvent) -> None:
+        size = _EVENT_OVERHEAD + (len(event.message) if isinstance(event, ErrorEvent) else 0)
+        self._outbox.put(_Ready(event), size)
+
+    def _dispatch(self, actions: list[SessionAction]) -> None:
+        for action in actions:
+            if isinstance(action, VadNotice):
+                if action.kind == "speech_started" and self._observer is not None:
+                    self._observer.speech_started(self._next_turn, action.timestamp)
+                if self.params.vad_events:
+                    self._post(VadEvent(action.kind, action.timestamp))
+                continue
+            if isinstance(action, AudioProblem):
+                self._post(self._bad_audio(action.message))
+                continue
+            # Actions come in session order: an onset after a final belongs to the next turn.
+            if action.is_final:
+                self._next_turn = action.utterance + 1
+            plain_partial = action.kind is JobKind.PARTIAL
+            request = (
+                self._stabilizer.request(action.utterance)
+                if plain_partial
+                else PartialRequest(0.0, None)
+            )
+            self._outbox.put(
+                _Pending(
+                    action, self._decode(action, request), self._embed(action), request.start_s
+                ),
+                action.audio.nbytes + _PENDING_OVERHEAD,
+                # a newer partial of the turn replaces this one while it waits to be sent
+                partial_of=action.utterance if plain_partial else None,
+            )
+
+    def _decode(
+        self, work: UtteranceAudio, request: PartialRequest
+    ) -> asyncio.Future[Hypothesis | None] | None:
+        speculation = self._speculation
+        if work.is_final:
+            self._speculation = None
+        if work.reuses_speculation and speculation is not None and speculation[0] == work.utterance:
+            return asyncio.ensure_future(self._reuse(speculation[1], work))
+        submitted = self._submit(work, request)
+        if submitted is None:
+            return None
+        if work.speculative:
+            self._speculation = (work.utterance, submitted)
+        return asyncio.wrap_future(submitted)
+
+    async def _reuse(
+        self, speculation: Future[Hypothesis | None], work: UtteranceAudio
+    ) -> Hypothesis | None:
+        """The final of a turn that ended without speech since its speculative pass."""
+        self._services.decoder.promote(speculation)  # owed now: ahead of partials
+        with contextlib.suppress(Exception):
+            hyp = await asyncio.wrap_future(speculation)
+            if hyp is not None:
+                return hyp
+        # The speculation was dropped or failed: decode the final now.
+        submitted = self._submit(work)
+        return await asyncio.wrap_future(submitted) if submitted is not None else Hypothesis("")
+
+    def _submit(
+        self, work: UtteranceAudio, request: PartialRequest | None = None
+    ) -> Future[Hypothesis | None] | None:
+        audio = work.audio
+        if request is not None and request.start_s:
+            audio = audio[round(request.start_s * MODEL_RATE) :]
+        if audio.size == 0:
+            return None
+        language = self.params.language
+        final_pass = work.kind.final_quality
+        job = DecodeJob(
+            session_id=self.session_id,
+            audio=audio,
+            prompt=request.prompt if request is not None else None,
+            is_final=final_pass,
+            speculative=work.speculative,
+            language=language.fixed
+            or (None if final_pass else self._languages.get(work.utterance)),
+            candidates=language.candidates,
+            # Stable partials need word times to know what two passes agree on.
+            word_timestamps=self._want_words or not final_pass,
+            hotwords=self._hotwords,
+        )
+        try:
+            return self._services.decoder.submit(job)
+        except SchedulerClosedError as exc:
+            failed: Future[Hypothesis | None] = Future()
+            failed.set_exception(exc)
+            return failed
+
+    def _embed(self, work: UtteranceAudio) -> asyncio.Future[TurnWindows] | None:
+        """Speaker embeddings of the turn, computed beside its decode."""
+        pool = self._services.speaker_pool
+        if self._embedder is None or pool is None or work.audio.size == 0:
+            return None
+        embed = partial(
+            self._embedder.embed,
+            work.audio,
+            work.offset,
+            utterance=work.utterance,
+            final=work.is_final,
+        )
+        return asyncio.get_running_loop().run_in_executor(pool, embed)
+
+    async def _speaker_track(self, item: _Pending) -> SpeakerTrack | None:
+        """Label the turn's voices; in send order, so finals update speakers in turn order."""
+        if item.voices is None:
+            return None
+        try:
+            windows = await item.voices
+        except Exception as exc:  # the transcript still goes out, without speakers
+            self._log.warning("speaker embedding failed: %s", exc)
+            return None
+        return self._speakers.label(windows, commit=item.work.is_final)
+
+    async def _resolve(self, item: _Pending) -> list[LiveEvent]:
+        work = item.work
+        events: list[LiveEvent] = []
+        try:
+            hyp = await item.result if item.result is not None else Hypothesis("")
+        except Exception as exc:
+            self._log.warning("decode failed: %s", exc)
+            if not work.is_final:
+                return []
+            # A final is owed to the client even when its pass failed: say so, then send it empty.
+            events.append(
+                ErrorEvent(
+                    ErrorKind.ENGINE_ERROR,
+                    "transcription of this turn failed on the server; the turn's final is empty.",
+                )
+            )
+            hyp = Hypothesis("")
+        if hyp is None:  # a newer partial replaced this one
+            return events
+        if hyp.language:
+            self._languages.setdefault(work.utterance, hyp.language)
+            self._last_language = hyp.language
+        else:  # nothing decoded (empty turn): report the stream's language so far
+            hyp = replace(hyp, language=self.params.language.fixed or self._last_language)
+        if not work.is_final:
+            hyp = self._stabilizer.update(work.utterance, hyp, item.start_s)
+            if hyp.is_empty:
+                return events
+            self._partial_shown.add(work.utterance)
+            limit = self.params.word_limit
+            if limit and len(hyp.text.split()) >= limit:
+                self._start(self._word_limit_final(work.utterance))
+        elif (
+            hyp.is_empty
+            and work.reason in (FinalReason.EOU, FinalReason.MAX_LENGTH)
+            and work.utterance not in self._partial_shown
+        ):
+            return events  # non-speech the VAD let through: nothing shown, nothing to retract
+        events.append(await self._transcript_event(item, hyp))
+        return events
+
+    async def _transcript_event(self, item: _Pending, hyp: Hypothesis) -> TranscriptEvent:
+        work = item.work
+        speakers = await self._speaker_track(item)
+        shape = partial(
+            self._shaper.shape, hyp, work.offset, final=work.is_final, speakers=speakers
+        )
+        if work.is_final and self._shaper.heavy:  # ITN and redaction stay off the event loop
+            loop = asyncio.get_running_loop()
+            transcript = await loop.run_in_executor(self._services.dsp_pool, shape)
+        else:
+            transcript = shape()
+        full = None
+        if self.params.full_transcript:
+            if work.is_final and transcript.text:
+                sep = " " if self._full_transcript else ""
+                self._full_transcript += sep + transcript.text
+            full = self._full_transcript
+        return TranscriptEvent(
+            turn=work.utterance,
+            transcript=transcript,
+            is_final=work.is_final,
+            reason=work.reason,
+            full_transcript=full,
+            # decoded word times (always for partials): the word-lag metric
+            timed_words=transcript.words if hyp.words else (),
+        )
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside the stream; a reference is kept until it ends."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _word_limit_final(self, utterance: int) -> None:
+        """max_words reached on a partial: end that turn now, if it is still open."""
+        if self.session.closed or self.session.current_utterance != utterance:
+            return
+        actions = await self._call(self.session.force_final, FinalReason.MAX_WORDS, utterance)
+        self._dispatch(actions)
