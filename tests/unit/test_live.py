@@ -15,14 +15,8 @@ import pytest
 from pulse_stt.api.params import parse_stream_params
 from pulse_stt.engine.types import DecodeJob, Hypothesis, Word
 from pulse_stt.protocol import MODEL_RATE, ErrorKind, FinalReason, StreamParams
-from pulse_stt.stream.live import (
-    ErrorEvent,
-    LiveEvent,
-    LiveServices,
-    LiveStream,
-    TranscriptEvent,
-    VadEvent,
-)
+from pulse_stt.stream.events import ErrorEvent, LiveEvent, TranscriptEvent, VadEvent
+from pulse_stt.stream.live import LiveServices, LiveStream
 
 FRAME_BYTES = 1280  # 40 ms of linear16 at 16 kHz
 WORD_S = 0.4  # the stand-in model hears one word per 0.4 s of audio

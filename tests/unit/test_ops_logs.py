@@ -18,7 +18,7 @@ from pulse_stt.ops.logs import REDACTED, configure_logging
 from pulse_stt.ops.metrics import ServerMetrics
 from pulse_stt.protocol import FinalReason
 from pulse_stt.store.db import ApiKey
-from pulse_stt.stream.live import TranscriptEvent
+from pulse_stt.stream.events import TranscriptEvent
 from pulse_stt.text.format import TimedWord, Transcript
 
 SECRET_TOKEN = "pstt_tok_s3cr3t-VALUE"

@@ -10,9 +10,10 @@ from starlette.routing import Route, WebSocketRoute
 from pulse_stt import __version__
 from pulse_stt.api.browser import browser_routes
 from pulse_stt.api.context import ServerContext
+from pulse_stt.api.handshake import LEGACY_PATH, LIVE_PATH
 from pulse_stt.api.rest import LEGACY_REST_PATH, REST_PATH, file_endpoint
 from pulse_stt.api.tokens import TOKENS_PATH, mint_token_endpoint
-from pulse_stt.api.websocket import LEGACY_PATH, LIVE_PATH, stream_endpoint
+from pulse_stt.api.websocket import stream_endpoint
 
 
 async def health(request: Request) -> JSONResponse:

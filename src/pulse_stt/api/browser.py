@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pulse_stt.api.websocket import LEGACY_PATH, LIVE_PATH, HandshakeDenial, check_handshake
+from pulse_stt.api.handshake import LEGACY_PATH, LIVE_PATH, HandshakeDenial, check_handshake
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from pulse_stt.protocol import ErrorKind, TextOptions
-from pulse_stt.stream.live import ErrorEvent, LiveEvent, TranscriptEvent
+from pulse_stt.stream.events import ErrorEvent, LiveEvent, TranscriptEvent
 from pulse_stt.text.format import TimedWord, Transcript, Utterance
 
 

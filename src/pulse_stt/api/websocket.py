@@ -1,4 +1,5 @@
-"""The streaming WebSocket endpoint: the handshake, then one `StreamRunner` per connection.
+"""The streaming WebSocket endpoint: the handshake (api/handshake.py), then one
+`StreamRunner` per connection.
 
 The runner only moves frames. Its receive loop hands audio and control messages to the
 connection's `LiveStream` (stream/live.py: what a stream means), waiting for room in the
@@ -15,74 +16,33 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from starlette.requests import HTTPConnection
-from starlette.responses import JSONResponse
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pulse_stt.api.admission import Refusal
-from pulse_stt.api.auth import UNAUTHORIZED_BODY, accepted_subprotocol, authenticate
+from pulse_stt.api.auth import accepted_subprotocol
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.control import HINT, Control, ControlError, parse_control
-from pulse_stt.api.params import ParamError, parse_stream_params
+from pulse_stt.api.handshake import (
+    LEGACY_PATH,
+    LIVE_PATH,
+    HandshakeDenial,
+    check_handshake,
+    is_legacy_path,
+)
 from pulse_stt.api.schemas import event_message
-from pulse_stt.api.shutdown import unavailable_response
 from pulse_stt.ops.logs import ContextLogger
 from pulse_stt.ops.metrics import StreamMetrics
 from pulse_stt.protocol import ErrorKind, StreamParams
 from pulse_stt.store.db import ApiKey
-from pulse_stt.stream.live import (
-    ErrorEvent,
-    LiveConfig,
-    LiveEvent,
-    LiveServices,
-    LiveStream,
-    TranscriptEvent,
-)
+from pulse_stt.stream.events import ErrorEvent, LiveEvent, TranscriptEvent
+from pulse_stt.stream.live import LiveConfig, LiveServices, LiveStream
 
 log = logging.getLogger(__name__)
-
-LEGACY_PATH = "/waves/v1/pulse/get_text"
-LIVE_PATH = "/waves/v1/stt/live"
-
-
-@dataclass(frozen=True)
-class HandshakeDenial:
-    """Why a WebSocket handshake is refused before the upgrade."""
-
-    response: JSONResponse
-    error: ErrorKind  # the kind `pulse_stt_errors_total` counts
-
-
-def is_legacy_path(conn: HTTPConnection) -> bool:
-    return conn.url.path.rstrip("/") == LEGACY_PATH
-
-
-async def check_handshake(
-    ctx: ServerContext, conn: HTTPConnection
-) -> tuple[ApiKey, StreamParams] | HandshakeDenial:
-    """The checks before a WebSocket upgrade, in order: draining, credentials, parameters.
-    Shared with the browser page's handshake probe (api/browser.py)."""
-    if ctx.drain.draining:  # shutting down: no new sessions
-        return HandshakeDenial(unavailable_response(), ErrorKind.UNAVAILABLE)
-    key = await authenticate(ctx.store, conn)
-    if key is None:
-        return HandshakeDenial(
-            JSONResponse(UNAUTHORIZED_BODY, status_code=401), ErrorKind.UNAUTHORIZED
-        )
-    try:
-        params = parse_stream_params(conn.query_params, legacy_path=is_legacy_path(conn))
-        ctx.check_diarize(params.text.diarize)
-    except ParamError as exc:
-        return HandshakeDenial(
-            JSONResponse(exc.to_json(), status_code=400), ErrorKind.INVALID_PARAMETER
-        )
-    return key, params
 
 
 async def stream_endpoint(websocket: WebSocket) -> None:

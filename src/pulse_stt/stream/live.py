@@ -32,6 +32,7 @@ from pulse_stt.protocol import MODEL_RATE, ErrorKind, FinalReason, JobKind, Stre
 from pulse_stt.speakers.embedder import TurnEmbedder
 from pulse_stt.speakers.encoder import TurnWindows, VoiceEncoder
 from pulse_stt.speakers.tracker import SpeakerTrack, SpeakerTracker
+from pulse_stt.stream.events import ErrorEvent, LiveEvent, TranscriptEvent, VadEvent
 from pulse_stt.stream.outbox import Outbox, OutboxClosedError
 from pulse_stt.stream.session import (
     AudioProblem,
@@ -42,7 +43,6 @@ from pulse_stt.stream.session import (
     VadNotice,
 )
 from pulse_stt.stream.stabilizer import PartialRequest, PartialStabilizer
-from pulse_stt.text.format import TimedWord, Transcript
 from pulse_stt.text.itn import NemoInverseNormalizer
 from pulse_stt.text.keywords import hotwords_prompt
 from pulse_stt.text.pipeline import TranscriptShaper
@@ -51,43 +51,6 @@ from pulse_stt.text.pipeline import TranscriptShaper
 # for an event ready to send (a VAD event or an error: a few hundred bytes of JSON).
 _PENDING_OVERHEAD = 1024
 _EVENT_OVERHEAD = 256
-
-
-# -- what a stream tells its client ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VadEvent:
-    kind: str  # speech_started | speech_ended
-    timestamp: float  # seconds since the stream's first audio byte
-
-
-@dataclass(frozen=True)
-class ErrorEvent:
-    kind: ErrorKind
-    message: str
-
-
-@dataclass(frozen=True)
-class TranscriptEvent:
-    turn: int
-    transcript: Transcript
-    is_final: bool
-    reason: FinalReason | None  # what ended the turn, for a final
-    full_transcript: str | None = None  # with full_transcript=true
-    # The words, when they carry decoded times (for the word-lag metric).
-    timed_words: tuple[TimedWord, ...] = ()
-
-    @property
-    def is_last(self) -> bool:
-        return self.reason is FinalReason.CLOSE
-
-    @property
-    def from_finalize(self) -> bool:
-        return self.reason is FinalReason.FINALIZE
-
-
-LiveEvent = VadEvent | ErrorEvent | TranscriptEvent
 
 
 # -- what a stream needs ----------------------------------------------------------------
