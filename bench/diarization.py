@@ -38,10 +38,10 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.audio import pcm16
-from tests.e2e.conftest import running_server
-from tests.e2e.scoring import Segment, der, word_accuracy
-from tests.e2e.speakers import (
+from tests.support.audio import pcm16
+from tests.support.scoring import Segment, der, word_accuracy
+from tests.support.server import running_server
+from tests.support.speakers import (
     RATE,
     Recording,
     conversation,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.audio import corpus_wer, wer_corpus
+from tests.support.audio import corpus_wer, wer_corpus
 
 from pulse_stt.config import Settings
 from pulse_stt.engine.model_store import resolve_model_dir

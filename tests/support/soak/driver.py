@@ -60,8 +60,8 @@ from websockets.exceptions import InvalidStatus
 
 from pulse_stt.audio.resample import MODEL_RATE as RATE
 from pulse_stt.client.endpoints import Endpoints
-from pulse_stt.client.loadgen import normalize_word
 from pulse_stt.client.sources import pcm16
+from tests.support.loadgen import normalize_word
 
 OPUS_PACKET_S = 0.02  # the packets made here are 20 ms each
 
