@@ -1,7 +1,7 @@
 """N concurrent real-time streams against one server: latency, finals, WER, CPU, RSS.
 
 Every session streams the five LibriVox clips of pocketsphinx-testdata (24.7 s; or with
-`--clips corpus` every clip of `tests/e2e/audio.wer_corpus`) at
+`--clips corpus` every clip of `tests/support/audio.wer_corpus`) at
 real-time pace in 20 ms frames, with `finalize` after each clip, sessions started 0.25 s
 apart (each starts at a different clip). The server is started here (or pass --url/--key
 and no CPU/RSS figures are taken). Prints one row per session count; never fails.

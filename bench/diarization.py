@@ -1,6 +1,6 @@
 """Speaker diarization quality (DER, word accuracy) and cost. Prints figures; never fails.
 
-Data (see tests/e2e/speakers.py): conversations of 2, 3 and 4 people built from real
+Data (see tests/support/speakers.py): conversations of 2, 3 and 4 people built from real
 recordings of held-out voices (AMI dev-set speakers, the pyannote sample's two people, a
 LibriVox reader, pocketsphinx's speaker) with pauses of 0.3–1.2 s and 20 % overlapping
 turns; the same built from espeak-ng voices; and real recorded conversations (the
