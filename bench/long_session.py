@@ -24,10 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.concurrent_streams import _proc_stats
-from tests.e2e.audio import librivox_clips
-from tests.e2e.conftest import running_server
-
-from pulse_stt.client.loadgen import LoadClip, run_session
+from tests.support.audio import librivox_clips
+from tests.support.loadgen import LoadClip, run_session
+from tests.support.server import running_server
 
 _GAP_S = 1.0  # the load generator's silence around each finalize
 

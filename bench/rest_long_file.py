@@ -21,8 +21,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.audio import encode_file, join, librivox_clips, silence, wer
-from tests.e2e.conftest import running_server
+from tests.support.audio import encode_file, join, librivox_clips, silence, wer
+from tests.support.server import running_server
 
 
 def rss_mb(pid: int) -> float:

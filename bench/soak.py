@@ -6,7 +6,7 @@ after the clip, let the end of utterance fire, close_stream and reconnect, or ha
 the middle of an utterance (with or without a close frame) and reconnect; now and then
 it sends a malformed text frame or a bad binary frame first. A quarter of the
 connections stream Opus packets instead of linear16, a fifth use the legacy path. Every
-final owed is accounted for (see `pulse_stt.client.soak`); the server's RSS and CPU are
+final owed is accounted for (see `tests.support.soak`); the server's RSS and CPU are
 sampled every `--sample-every` seconds.
 
 Starts its own server (or pass --url and --key; then no RSS/CPU figures). Prints a table of
@@ -27,9 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._server import add_server_args, bench_server
-from tests.e2e.audio import corpus_wer, librivox_clips
-
-from pulse_stt.client.soak import (
+from tests.support.audio import corpus_wer, librivox_clips
+from tests.support.soak import (
     SAMPLE_HEADER,
     ResourceSample,
     SoakClip,

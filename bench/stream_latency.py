@@ -30,7 +30,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.audio import librivox_clips, pcm16, silence, wer
+from tests.support.audio import librivox_clips, pcm16, silence, wer
 
 FRAME = 640  # 20 ms of 16 kHz linear16
 EOU_MS = 800
@@ -133,7 +133,7 @@ def main() -> None:
     if args.url:
         url, server = args.url, None
     else:
-        from tests.e2e.conftest import running_server
+        from tests.support.server import running_server
 
         server = running_server(Path(tempfile.mkdtemp()), api_key=args.key, log_level="warning")
         url = server.__enter__().ws

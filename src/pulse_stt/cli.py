@@ -1,21 +1,52 @@
-"""`pulse-stt serve | keys | model | settings | bench | transcribe | stream`.
+"""`pulse-stt serve | keys | model | settings | transcribe | stream`.
 
 Every settings field is also a flag (`--compute-type int8`); flags override
-`PULSE_STT_*` environment variables, which override defaults.
+`PULSE_STT_*` environment variables, which override defaults. `transcribe` and `stream`
+are clients and work with the plain `pip install pulse-stt`; the server commands need
+the `server` extra and say so when it is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 from typing import Any
 
-from pydantic import ValidationError
-
 from pulse_stt.client.cli_commands import CLIENT_COMMANDS, add_client_commands, run_client_command
-from pulse_stt.config import Settings, setting_env, setting_flag
-from pulse_stt.ops.logs import configure_logging
+
+try:  # the `server` extra; without it only the client commands run
+    from pydantic import ValidationError
+
+    from pulse_stt.config import Settings, setting_env, setting_flag
+    from pulse_stt.ops.logs import configure_logging
+except ImportError:
+    pass
+
+SERVER_COMMANDS = ("serve", "model", "settings", "keys")
+SERVER_EXTRA_HINT = "pip install 'pulse-stt[server]'"
+# Top-level modules the server commands need (a sample of the `server` extra, checked
+# without importing them).
+SERVER_MODULES = (
+    "pydantic_settings",
+    "pythonjsonlogger",
+    "sqlalchemy",
+    "starlette",
+    "uvicorn",
+    "faster_whisper",
+    "ctranslate2",
+    "onnxruntime",
+    "av",
+    "soxr",
+    "prometheus_client",
+    "nemo_text_processing",
+)
+
+
+def missing_server_modules() -> list[str]:
+    """The SERVER_MODULES that are not installed (empty with the `server` extra)."""
+    return [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -134,39 +165,16 @@ def _model(settings: Settings) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    """Concurrent real-time streams of FILEs against a running server; prints a table."""
-    import asyncio
-    import os
-
-    import numpy as np
-
-    from pulse_stt.audio.container import iter_file_audio
-    from pulse_stt.client.loadgen import TABLE_HEADER, LoadClip, run_load, table_row
-
-    key = args.key or os.environ.get(setting_env("api_key"))
-    if not key:
-        print(f"pulse-stt bench: pass --key or set {setting_env('api_key')}", file=sys.stderr)
-        return 2
-    clips = []
-    for path in args.files:
-        with open(path, "rb") as file:
-            clips.append(LoadClip(np.concatenate(list(iter_file_audio(file)))))
-    print(
-        f"{len(clips)} file(s) per session, {args.frame_ms} ms frames, real-time pace, "
-        "finalize after each file"
-    )
-    print(TABLE_HEADER)
-    print("|---" * 7 + "|")
-    for count in args.sessions:
-        summary = asyncio.run(run_load(args.url, key, clips, count, frame_ms=args.frame_ms))
-        print(table_row(summary), flush=True)
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, server: bool = True) -> argparse.ArgumentParser:
+    """`server=False` (the `server` extra is missing): the server commands are listed but
+    take any arguments, so that running one says what to install."""
     parser = argparse.ArgumentParser(prog="pulse-stt", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    if not server:
+        for name in SERVER_COMMANDS:
+            commands.add_parser(name, help=f"(needs the server: {SERVER_EXTRA_HINT})")
+        add_client_commands(commands)  # transcribe, stream
+        return parser
     serve = commands.add_parser("serve", help="run the server")
     _add_settings_flags(serve)
     model = commands.add_parser(
@@ -184,23 +192,27 @@ def build_parser() -> argparse.ArgumentParser:
     key_commands.add_parser("list", help="list keys with their audio seconds")
     revoke = key_commands.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id", type=int)
-    bench = commands.add_parser(
-        "bench", help="stream FILEs from N concurrent callers to a server; print latencies"
-    )
-    bench.add_argument("files", nargs="+", metavar="FILE", help="audio files (any container)")
-    bench.add_argument("--url", default="ws://127.0.0.1:8000", help="the server's ws(s)://")
-    bench.add_argument("--key", help="API key (default: $PULSE_STT_API_KEY)")
-    bench.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8])
-    bench.add_argument("--frame-ms", type=int, default=20, choices=(20, 40, 60, 80, 100))
     add_client_commands(commands)  # transcribe, stream
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "bench":  # a client: no server settings needed
-        return _bench(args)
-    if args.command in CLIENT_COMMANDS:  # clients too
+    missing = missing_server_modules()
+    parser = build_parser(server=not missing)
+    if missing:
+        args, unknown = parser.parse_known_args(argv)
+        if args.command in SERVER_COMMANDS:
+            print(
+                f"pulse-stt {args.command}: the server is not installed (missing: "
+                f"{', '.join(missing)}). Install it with:\n  {SERVER_EXTRA_HINT}",
+                file=sys.stderr,
+            )
+            return 1
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    else:
+        args = parser.parse_args(argv)
+    if args.command in CLIENT_COMMANDS:  # clients: no server settings needed
         return run_client_command(args)
     if args.command == "settings":
         from pulse_stt.settings_reference import reference_markdown

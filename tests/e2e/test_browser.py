@@ -25,8 +25,8 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 
-from tests.e2e.audio import Clip, card_clips, join, silence, wer, write_wav
-from tests.e2e.conftest import Server
+from tests.support.audio import Clip, card_clips, join, silence, wer, write_wav
+from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,8 @@ import pytest
 import srt
 import webvtt
 
-from tests.e2e.audio import Clip, encode_file, join, silence, wer, write_wav
-from tests.e2e.conftest import Server
+from tests.support.audio import Clip, encode_file, join, silence, wer, write_wav
+from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
 

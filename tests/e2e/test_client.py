@@ -20,8 +20,8 @@ from pulse_stt.client import (
     Transcription,
     file_frames,
 )
-from tests.e2e.audio import Clip, encode_file, join, pcm16, silence, wav_bytes, wer, write_wav
-from tests.e2e.conftest import Server
+from tests.support.audio import Clip, encode_file, join, pcm16, silence, wav_bytes, wer, write_wav
+from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
 

@@ -10,11 +10,11 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.audio import join, pcm16, silence, write_wav
-from tests.e2e.client import Pace, Received, chunks, play
-from tests.e2e.conftest import Server, running_server
-from tests.e2e.scoring import Segment, word_accuracy
-from tests.e2e.speakers import RATE, Recording, conversation, trim_silence, voices
+from tests.support.audio import join, pcm16, silence, write_wav
+from tests.support.client import Pace, Received, chunks, play
+from tests.support.scoring import Segment, word_accuracy
+from tests.support.server import Server, running_server
+from tests.support.speakers import RATE, Recording, conversation, trim_silence, voices
 
 QUERY = (
     "model=pulse&encoding=linear16&sample_rate=16000&word_timestamps=true&sentence_timestamps=true"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.audio import (
+from tests.support.audio import (
     Clip,
     join,
     opus_packets,
@@ -17,8 +17,8 @@ from tests.e2e.audio import (
     sox_encode,
     wer,
 )
-from tests.e2e.client import Pace, chunks, play, run_script
-from tests.e2e.conftest import Server
+from tests.support.client import Pace, chunks, play, run_script
+from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
 
@@ -87,7 +87,7 @@ def test_ogg_opus_cut_anywhere(server: Server, speech, tmp_path: Path, rate: int
 
 
 def test_wav_file_sent_as_linear16_skips_the_header(server: Server, clips: list[Clip], tmp_path):
-    from tests.e2e.audio import write_wav
+    from tests.support.audio import write_wav
 
     clip = clips[2]
     write_wav(clip.audio, 16000, tmp_path / "a.wav")

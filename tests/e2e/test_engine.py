@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.audio import Clip, join, pcm16, silence, wer
-from tests.e2e.client import Pace, chunks, play, run_script
-from tests.e2e.conftest import Server
+from tests.support.audio import Clip, join, pcm16, silence, wer
+from tests.support.client import Pace, chunks, play, run_script
+from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
 

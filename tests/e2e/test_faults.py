@@ -29,10 +29,10 @@ from pulse_stt.api.websocket import StreamRunner
 from pulse_stt.config import Settings
 from pulse_stt.engine.transcriber import WhisperTranscriber
 from pulse_stt.engine.types import DecodeJob, Hypothesis
-from tests.e2e.audio import Clip, join, pcm16, silence, wer
-from tests.e2e.client import LIVE, Pace, Received, chunks, run_script
-from tests.e2e.conftest import API_KEY, Server
-from tests.e2e.prometheus import scrape_samples, value
+from tests.support.audio import Clip, join, pcm16, silence, wer
+from tests.support.client import LIVE, Pace, Received, chunks, run_script
+from tests.support.prometheus import scrape_samples, value
+from tests.support.server import API_KEY, Server
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 import websockets
 
-from tests.e2e.audio import Clip, pcm16
-from tests.e2e.client import LEGACY, LIVE, chunks, play
-from tests.e2e.conftest import Server, keys_list
+from tests.support.audio import Clip, pcm16
+from tests.support.client import LEGACY, LIVE, chunks, play
+from tests.support.server import Server, keys_list
 
 pytestmark = pytest.mark.e2e
 
@@ -118,7 +118,7 @@ def test_usage_is_recorded_per_key(server: Server, clips: list[Clip]) -> None:
 
 def test_idle_stream_is_ended_with_is_last(tmp_path, clips: list[Clip]) -> None:
     """The seed's JavaScript example sends audio, then only `finalize`, and waits for is_last."""
-    from tests.e2e.conftest import running_server
+    from tests.support.server import running_server
 
     clip = clips[4]
     with running_server(tmp_path, idle_timeout_s="2") as srv:

@@ -24,12 +24,12 @@ import httpx
 import pytest
 import websockets
 
-from pulse_stt.client.soak import process_usage
-from tests.e2e.audio import Clip, encode_file, join, pcm16, silence, wer
-from tests.e2e.client import chunks, play
-from tests.e2e.conftest import Server, running_server
-from tests.e2e.prometheus import scrape_samples, value
-from tests.hostile_inputs import low_rate_wav, ogg_opus_bomb
+from tests.support.audio import Clip, encode_file, join, pcm16, silence, wer
+from tests.support.client import chunks, play
+from tests.support.hostile_inputs import low_rate_wav, ogg_opus_bomb
+from tests.support.prometheus import scrape_samples, value
+from tests.support.server import Server, running_server
+from tests.support.soak import process_usage
 
 STT = "/waves/v1/stt/"
 ENCODINGS = ("linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus")

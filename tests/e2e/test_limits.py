@@ -22,11 +22,11 @@ import websockets
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
-from pulse_stt.client.soak import process_usage
-from tests.e2e.audio import Clip, join, pcm16, silence, wav_bytes, wer
-from tests.e2e.client import LIVE, Pace, Received, Step, chunks, play, send_steps
-from tests.e2e.conftest import Server, running_server
-from tests.e2e.prometheus import Samples, scrape_samples, value
+from tests.support.audio import Clip, join, pcm16, silence, wav_bytes, wer
+from tests.support.client import LIVE, Pace, Received, Step, chunks, play, send_steps
+from tests.support.prometheus import Samples, scrape_samples, value
+from tests.support.server import Server, running_server
+from tests.support.soak import process_usage
 
 pytestmark = pytest.mark.e2e
 

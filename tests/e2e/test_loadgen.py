@@ -1,5 +1,5 @@
-"""The load generator (`pulse-stt bench` and bench/concurrent_streams.py) runs and its
-numbers are sane; it never judges absolute times."""
+"""The load generator (tests/support/loadgen.py, behind bench/concurrent_streams.py) runs
+and its numbers are sane; it never judges absolute times."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pulse_stt.client.loadgen import LoadClip, run_load
-from tests.e2e.audio import Clip, wer, write_wav
-from tests.e2e.conftest import Server
+from tests.support.audio import Clip, wer, write_wav
+from tests.support.loadgen import LoadClip, run_load
+from tests.support.server import Server
 
 
 def test_two_concurrent_sessions_give_sane_figures(server: Server, clips: list[Clip]) -> None:
@@ -29,17 +29,19 @@ def test_two_concurrent_sessions_give_sane_figures(server: Server, clips: list[C
         assert wer(" ".join(c.text or "" for c in order), " ".join(texts)) < 0.15
 
 
-def test_cli_bench_prints_a_row_per_session_count(
+def test_bench_script_prints_a_row_per_session_count(
     server: Server, clips: list[Clip], tmp_path: Path
 ) -> None:
+    """bench/concurrent_streams.py with a file of one's own against a running server (what
+    `pulse-stt bench` did before the load generator left the shipped package)."""
     path = tmp_path / "clip.wav"
     write_wav(clips[1].audio, 16000, path)
+    bench = Path(__file__).resolve().parents[2] / "bench" / "concurrent_streams.py"
     out = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "pulse_stt",
-            "bench",
+            str(bench),
+            "--files",
             str(path),
             "--url",
             server.ws,

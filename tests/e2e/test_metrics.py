@@ -13,10 +13,10 @@ import pytest
 import websockets
 
 from pulse_stt import __version__
-from tests.e2e.audio import Clip, join, pcm16, silence, wav_bytes
-from tests.e2e.client import Pace, Received, chunks, play
-from tests.e2e.conftest import Server, running_server
-from tests.e2e.prometheus import Samples, parse_samples, value
+from tests.support.audio import Clip, join, pcm16, silence, wav_bytes
+from tests.support.client import Pace, Received, chunks, play
+from tests.support.prometheus import Samples, parse_samples, value
+from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.e2e
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.audio import Clip, pcm16
-from tests.e2e.client import chunks, play
-from tests.e2e.conftest import keys_list, running_server
+from tests.support.audio import Clip, pcm16
+from tests.support.client import chunks, play
+from tests.support.server import keys_list, running_server
 
 pytestmark = pytest.mark.e2e
 

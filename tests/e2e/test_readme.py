@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, running_server
+from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.e2e
 

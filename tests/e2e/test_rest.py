@@ -12,8 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.audio import Clip, encode_file, join, silence, wer
-from tests.e2e.conftest import Server, running_server
+from tests.support.audio import Clip, encode_file, join, silence, wer
+from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.e2e
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.audio import Clip, join, pcm16, silence
-from tests.e2e.client import Pace, Received, chunks, run_script
-from tests.e2e.conftest import Server, _free_port, keys_list, running_server
-from tests.e2e.prometheus import scrape_samples, total
+from tests.support.audio import Clip, join, pcm16, silence
+from tests.support.client import Pace, Received, chunks, run_script
+from tests.support.prometheus import scrape_samples, total
+from tests.support.server import Server, free_port, keys_list, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +48,7 @@ def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             for i in range(2)
         ]
         run = tmp_path_factory.mktemp("nginx")
-        port = _free_port()
+        port = free_port()
         conf = (REPO / "deploy" / "nginx.conf").read_text()
         conf = conf.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
         conf = conf.replace("127.0.0.1:8001", f"127.0.0.1:{servers[0].port}")

@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.audio import Clip, encode_file, espeak, join, pcm16, silence, wer
-from tests.e2e.client import LEGACY, chunks, play
-from tests.e2e.conftest import Server
+from tests.support.audio import Clip, encode_file, espeak, join, pcm16, silence, wer
+from tests.support.client import LEGACY, chunks, play
+from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
 

@@ -36,9 +36,9 @@ import pytest
 import websockets
 
 from pulse_stt.client import AsyncPulseClient, StreamOptions
-from tests.e2e.audio import Clip, join, pcm16, silence, wav_bytes, wer
-from tests.e2e.client import LIVE, chunks
-from tests.e2e.conftest import Server, keys_list, running_server
+from tests.support.audio import Clip, join, pcm16, silence, wav_bytes, wer
+from tests.support.client import LIVE, chunks
+from tests.support.server import Server, keys_list, running_server
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,7 @@
 Every caller streams real LibriVox recordings and per turn finalizes, lets the end of
 utterance fire, closes and reconnects, or hangs up mid-utterance (with and without a
 close frame), sending malformed text frames and invalid Opus packets now and then
-(`pulse_stt.client.soak`; `bench/soak.py` is the long version). Not one final may be lost
+(`tests.support.soak`; `bench/soak.py` is the long version). Not one final may be lost
 or repeated, every bad frame gets its `error` and nothing else does, and the server must
 stay up, release every session and log no error.
 
@@ -23,16 +23,16 @@ from pathlib import Path
 
 import httpx
 
-from pulse_stt.client.soak import (
+from tests.support.audio import Clip
+from tests.support.prometheus import scrape_samples, total
+from tests.support.server import Server, running_server
+from tests.support.soak import (
     BEHAVIOURS,
     SoakClip,
     SoakOptions,
     format_report,
     run_soak,
 )
-from tests.e2e.audio import Clip
-from tests.e2e.conftest import Server, running_server
-from tests.e2e.prometheus import scrape_samples, total
 
 WARMUP_S = 20.0
 

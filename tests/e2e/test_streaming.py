@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.audio import Clip, join, pcm16, silence, sox_resample, sox_synth, wer
-from tests.e2e.client import LEGACY, Pace, chunks, play
-from tests.e2e.conftest import Server
+from tests.support.audio import Clip, join, pcm16, silence, sox_resample, sox_synth, wer
+from tests.support.client import LEGACY, Pace, chunks, play
+from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
 

@@ -22,9 +22,9 @@ import httpx
 import pytest
 import websockets
 
-from tests.e2e.audio import Clip, pcm16, wer, write_wav
-from tests.e2e.client import LIVE, chunks
-from tests.e2e.conftest import Server, keys_list, running_server
+from tests.support.audio import Clip, pcm16, wer, write_wav
+from tests.support.client import LIVE, chunks
+from tests.support.server import Server, keys_list, running_server
 
 pytestmark = pytest.mark.e2e
 

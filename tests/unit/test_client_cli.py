@@ -17,14 +17,10 @@ import pytest
 
 from pulse_stt.cli import main
 from pulse_stt.client import FileResult, Transcription, Word, microphone_frames
-from pulse_stt.client.cli_commands import (
-    CLEAR_LINE,
-    CaptionPrinter,
-    UsageError,
-    _output_paths,
-    render,
-    until_stopped,
-)
+from pulse_stt.client.cli_common import UsageError
+from pulse_stt.client.cli_output import CLEAR_LINE, CaptionPrinter, render
+from pulse_stt.client.cli_output import output_paths as _output_paths
+from pulse_stt.client.cli_stream import until_stopped
 from pulse_stt.client.sources import MIC_EXTRA_HINT
 from tests.unit.conftest import read_wav_int16
 

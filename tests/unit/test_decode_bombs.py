@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pulse_stt.audio.decode import AudioDecodeError, make_decoder
 from pulse_stt.audio.opus import MAX_DECODE_SAMPLES, OPUS_RATE, OggOpusDecoder
 from pulse_stt.stream.session import SessionConfig, StreamSession
-from tests.hostile_inputs import (
+from tests.support.hostile_inputs import (
     PAGE_SAMPLES,
     drain,
     endless_ogg_packet,

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from pulse_stt.api.control import Control, ControlError, parse_control
 from pulse_stt.audio.container import iter_file_audio
 from pulse_stt.audio.decode import AudioDecodeError, make_decoder
-from tests.e2e.audio import tone, wav_bytes
-from tests.hostile_inputs import check_samples as _check_samples
+from tests.support.audio import tone, wav_bytes
+from tests.support.hostile_inputs import check_samples as _check_samples
 
 ENCODINGS = ["linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus"]
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -30,8 +30,8 @@ from pulse_stt.engine.scheduler import DecodeScheduler
 from pulse_stt.engine.types import DecodeJob, Hypothesis, Word
 from pulse_stt.store.db import Store
 from pulse_stt.text.itn import NemoInverseNormalizer
-from tests.e2e.audio import tone, wav_bytes
-from tests.hostile_inputs import low_rate_wav
+from tests.support.audio import tone, wav_bytes
+from tests.support.hostile_inputs import low_rate_wav
 
 KEY = "pstt_rest_fuzz_key_0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}

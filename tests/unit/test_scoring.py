@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.scoring import Segment, der, word_accuracy
+from tests.support.scoring import Segment, der, word_accuracy
 
 REF = [Segment(0, 4, "a"), Segment(5, 9, "b"), Segment(10, 12, "a")]
 

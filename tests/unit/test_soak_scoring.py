@@ -1,4 +1,4 @@
-"""`pulse_stt.client.soak`: the accounting of finals owed, on made-up message sequences,
+"""`tests.support.soak`: the accounting of finals owed, on made-up message sequences,
 and the bad frames it sends (checked against the server's real decoders)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.audio.opus import RawOpusDecoder
-from pulse_stt.client.soak import (
+from tests.support.soak import (
     Arrival,
     ConnectionReport,
     ResourceSample,

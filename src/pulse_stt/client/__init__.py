@@ -9,9 +9,9 @@ with PulseClient("http://127.0.0.1:8000", "<key>") as client:
             print(message.transcript)
 ```
 
-`AsyncPulseClient` is the asyncio version; `pulse_stt.client.loadgen` is the benchmark
-load generator behind `pulse-stt bench`, `pulse_stt.client.soak` the soak test behind
-bench/soak.py. See docs/CLIENT.md.
+`AsyncPulseClient` is the asyncio version. `pip install pulse-stt` is enough for REST and
+for streaming your own frames; decoding audio files here (`file_frames`, `stream_file`)
+needs the `audio` extra, the microphone the `mic` extra. See docs/CLIENT.md.
 """
 
 from pulse_stt.client.errors import (

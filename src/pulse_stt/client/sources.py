@@ -3,6 +3,10 @@
 Both yield 16 kHz mono `linear16` frames, the defaults of `StreamOptions`. Decoding (PyAV)
 runs on a worker thread and the microphone is read by PortAudio's own thread, so neither
 blocks the event loop.
+
+Decoding files needs FFmpeg (PyAV) and a resampler (soxr): the `audio` extra
+(`pip install 'pulse-stt[audio]'`; the `server` extra has them too). They are imported on
+first use, so `import pulse_stt.client` stays light and REST uploads need neither.
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from pulse_stt.audio.resample import MODEL_RATE
+MODEL_RATE = 16_000  # what file_frames and microphone_frames yield (StreamOptions' default)
 
+AUDIO_EXTRA_HINT = (
+    "decoding audio files needs the optional 'av' and 'soxr' packages: "
+    "pip install 'pulse-stt[audio]'"
+)
 MIC_EXTRA_HINT = (
     "the microphone needs the optional 'sounddevice' package and the PortAudio library: "
     "pip install 'pulse-stt[mic]' (on Debian/Ubuntu also: apt-get install libportaudio2)"
@@ -31,7 +39,7 @@ def pcm16(samples: np.ndarray) -> bytes:
 
 def _decoded_pcm(file: str | PathLike[str] | bytes | BinaryIO) -> Iterator[bytes]:
     """16 kHz linear16 chunks of a whole file, decoded by FFmpeg (blocking)."""
-    from pulse_stt.audio.container import iter_file_audio
+    iter_file_audio = import_file_decoder()
 
     if isinstance(file, str | PathLike):
         with open(file, "rb") as handle:
@@ -43,8 +51,12 @@ def _decoded_pcm(file: str | PathLike[str] | bytes | BinaryIO) -> Iterator[bytes
 
 
 def audio_duration(file: str | PathLike[str]) -> float | None:
-    """The file's duration in seconds from its container header (None when unknown)."""
-    import av
+    """The file's duration in seconds from its container header (None when unknown, or
+    when PyAV is not installed)."""
+    try:
+        import av
+    except ImportError:
+        return None
 
     try:
         with av.open(str(file), metadata_errors="ignore") as container:
@@ -110,6 +122,16 @@ async def file_frames(
         # thread, the generator cannot be closed now; it is closed when collected.)
         with contextlib.suppress(ValueError):
             await asyncio.to_thread(chunks.close)
+
+
+def import_file_decoder() -> Callable[[BinaryIO], Iterator[np.ndarray]]:
+    """The server's file decoder (any container → 16 kHz mono float32 chunks); ImportError
+    naming the `audio` extra when PyAV or soxr is missing."""
+    try:
+        from pulse_stt.audio.container import iter_file_audio
+    except ImportError as exc:
+        raise ImportError(f"{AUDIO_EXTRA_HINT} ({exc})") from exc
+    return iter_file_audio
 
 
 def import_sounddevice() -> Any:

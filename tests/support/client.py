@@ -11,7 +11,7 @@ from typing import Any
 
 import websockets
 
-from tests.e2e.conftest import Server
+from tests.support.server import Server
 
 LIVE = "/waves/v1/stt/live"
 LEGACY = "/waves/v1/pulse/get_text"
