@@ -20,11 +20,12 @@ from pulse_stt.protocol import (
     ENCODINGS,
     EXTERNAL_ID_RE,
     MAX_KEYWORDS,
+    MODEL_RATE,
+    NUMERALS,
     SAMPLE_RATES,
     Encoding,
 )
 
-NUMERALS: tuple[str, ...] = ("auto", "true", "false")
 STREAM_MODELS: tuple[str, ...] = ("pulse",)
 FILE_MODELS: tuple[str, ...] = ("pulse", "pulse-pro")
 
@@ -132,7 +133,7 @@ class StreamOptions(_Options):
     model: str = "pulse"
     language: str | None = None
     encoding: Encoding = "linear16"
-    sample_rate: int = 16000
+    sample_rate: int = MODEL_RATE
     word_timestamps: bool | None = None
     sentence_timestamps: bool | None = None
     diarize: bool | None = None

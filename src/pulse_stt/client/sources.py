@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-MODEL_RATE = 16_000  # what file_frames and microphone_frames yield (StreamOptions' default)
+from pulse_stt.protocol import MODEL_RATE
 
 AUDIO_EXTRA_HINT = (
     "decoding audio files needs the optional 'av' and 'soxr' packages: "
