@@ -25,6 +25,7 @@ from pulse_stt.engine.scheduler import DecodeScheduler
 from pulse_stt.engine.types import DecodeJob, Hypothesis
 from pulse_stt.ops.metrics import ADMISSION_REASONS, KNOWN_ERRORS, ServerMetrics
 from pulse_stt.stream.outbox import Outbox, OutboxClosedError
+from tests.unit.fake_clock import FakeClock
 
 # -- session slots ----------------------------------------------------------------------
 
@@ -189,22 +190,25 @@ def test_oldest_final_wait_is_the_age_of_the_oldest_queued_live_final() -> None:
         audio = np.zeros(1600, np.float32)
         return DecodeJob(session, audio, final, "en", speculative=speculative)
 
-    sched = DecodeScheduler(decode, workers=1)
+    clock = FakeClock()
+    sched = DecodeScheduler(decode, workers=1, clock=clock)
     try:
         assert sched.oldest_final_wait() == 0.0
         busy = sched.submit(job("a", final=True))  # the worker takes it and blocks
         assert started.wait(5)
+        clock.advance(1.0)
         assert sched.oldest_final_wait() == 0.0  # running, not waiting
         sched.submit(job("b", final=False))  # partials do not count: nobody is owed them
         speculative = sched.submit(job("c", final=True, speculative=True))
-        time.sleep(0.15)
+        clock.advance(0.15)
         assert sched.oldest_final_wait() == 0.0
         sched.submit(job("d", final=True))
-        time.sleep(0.2)
+        clock.advance(0.2)
         first = sched.oldest_final_wait()
-        assert 0.2 <= first < 2.0
+        assert first == pytest.approx(0.2)
         sched.promote(speculative)  # owed from now on: it waits behind d, d stays the oldest
-        assert sched.oldest_final_wait() >= first
+        clock.advance(0.1)
+        assert sched.oldest_final_wait() == pytest.approx(first + 0.1)
         release.set()
         busy.result(5)
         deadline = time.monotonic() + 5

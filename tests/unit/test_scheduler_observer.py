@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import time
 
 import pytest
 
@@ -13,6 +12,7 @@ from pulse_stt.engine.scheduler import (
     QueueDepth,
     pass_kind,
 )
+from tests.unit.fake_clock import FakeClock
 from tests.unit.test_scheduler import (
     TIMEOUT,
     FakeBatchDecoder,
@@ -84,13 +84,13 @@ def test_every_batch_is_reported_with_its_kind_size_and_duration() -> None:
 
 
 def test_a_failed_pass_is_reported_failed_and_timed() -> None:
-    fake, reports = FakeDecoder(), Reports()
-    sched = DecodeScheduler(fake, observer=reports, name="t-fail")
+    fake, reports, clock = FakeDecoder(), Reports(), FakeClock()
+    sched = DecodeScheduler(fake, observer=reports, name="t-fail", clock=clock)
     try:
         fake.failing.add("bad")
         future = sched.submit(job("a", "bad", final=True))
         assert fake.next_started() == "bad"
-        time.sleep(0.05)
+        clock.advance(0.05)
         fake.release()
         with pytest.raises(RuntimeError):
             future.result(timeout=TIMEOUT)

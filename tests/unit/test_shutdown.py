@@ -1,5 +1,6 @@
-"""`pulse_stt.api.shutdown`: the session registry, the refusals while draining, the signal
-handling and the drain sequence of `GracefulServer`, with stand-in sessions (no model).
+"""`pulse_stt.api.drain` (the session registry, the refusals while draining) and
+`pulse_stt.api.shutdown` (the signal handling and the drain sequence of `GracefulServer`),
+with stand-in sessions (no model).
 tests/e2e/test_shutdown.py does the same to a real server with real sessions."""
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from uvicorn.lifespan.off import LifespanOff
 
 from pulse_stt.api.app import create_app
-from pulse_stt.api.shutdown import GracefulServer, SessionDrain
+from pulse_stt.api.drain import SessionDrain
+from pulse_stt.api.shutdown import GracefulServer
 from pulse_stt.config import Settings
 from pulse_stt.ops.metrics import ServerMetrics
 

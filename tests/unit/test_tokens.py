@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,6 +27,7 @@ from pulse_stt.api.auth import (
 from pulse_stt.api.tokens import TokenRequestError, mint_token_endpoint, requested_ttl
 from pulse_stt.ops.logs import RedactSecrets
 from pulse_stt.store.db import TOKEN_PREFIX, Store
+from tests.unit.fake_clock import FakeClock
 
 
 @pytest.fixture
@@ -69,15 +69,20 @@ def test_tokens_are_random_and_stored_only_as_digests(store: Store, db_path: Pat
     assert not any(secret in dump or secret[len(TOKEN_PREFIX) :] in dump for secret in secrets)
 
 
-def test_expired_tokens_are_refused_and_purged(store: Store, db_path: Path) -> None:
-    key, _ = store.create_key("alice")
-    short = store.mint_token(key.id, 0.05)
-    assert store.authenticate_token(short.secret) is not None
-    time.sleep(0.1)
-    assert store.authenticate_token(short.secret) is None
-    store.mint_token(key.id, 60)  # minting clears out what has expired
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT count(*) FROM browser_tokens").fetchone() == (1,)
+def test_expired_tokens_are_refused_and_purged(db_path: Path) -> None:
+    clock = FakeClock()
+    store = Store(f"sqlite:///{db_path}", clock=clock.utc)
+    try:
+        key, _ = store.create_key("alice")
+        short = store.mint_token(key.id, 0.05)
+        assert store.authenticate_token(short.secret) is not None
+        clock.advance(0.1)
+        assert store.authenticate_token(short.secret) is None
+        store.mint_token(key.id, 60)  # minting clears out what has expired
+        with sqlite3.connect(db_path) as db:
+            assert db.execute("SELECT count(*) FROM browser_tokens").fetchone() == (1,)
+    finally:
+        store.close()
 
 
 def test_revoking_the_key_ends_its_tokens(store: Store) -> None:

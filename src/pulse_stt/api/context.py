@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pulse_stt.api.admission import Admission
+from pulse_stt.api.drain import SessionDrain
 from pulse_stt.api.params import ParamError
-from pulse_stt.api.shutdown import SessionDrain
 from pulse_stt.config import Settings
 from pulse_stt.engine.engine import Engine
 from pulse_stt.ops.metrics import ServerMetrics

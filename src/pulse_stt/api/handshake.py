@@ -10,8 +10,8 @@ from starlette.responses import JSONResponse
 
 from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
 from pulse_stt.api.context import ServerContext
+from pulse_stt.api.drain import unavailable_response
 from pulse_stt.api.params import ParamError, parse_stream_params
-from pulse_stt.api.shutdown import unavailable_response
 from pulse_stt.protocol import ErrorKind, StreamParams
 from pulse_stt.store.db import ApiKey
 

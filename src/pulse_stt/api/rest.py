@@ -18,10 +18,10 @@ from pulse_stt.api.admission import Refusal
 from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
 from pulse_stt.api.bodies import BodyTooLargeError, loads_json, read_body
 from pulse_stt.api.context import ServerContext
+from pulse_stt.api.drain import unavailable_response
 from pulse_stt.api.fetch import FetchError, FetchTooLargeError, fetch_url
 from pulse_stt.api.params import ParamError, parse_file_params
 from pulse_stt.api.schemas import file_response, rest_error
-from pulse_stt.api.shutdown import unavailable_response
 from pulse_stt.audio.container import AudioTooLongError, iter_file_audio
 from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.engine.scheduler import SchedulerClosedError

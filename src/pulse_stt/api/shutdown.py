@@ -16,6 +16,9 @@ Phases, one log line each (`shutdown: ...`):
    without waiting for their final.
 4. **requests** — uvicorn's own shutdown closes idle connections and lets REST requests
    in flight finish within what is left of the grace period; then the engines stop.
+
+The session registry and the 503 it relies on are api/drain.py; this module is the
+uvicorn server that runs the sequence above, and only the CLI (and tests) start it.
 """
 
 from __future__ import annotations
@@ -26,101 +29,19 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from types import FrameType
-from typing import TYPE_CHECKING, Protocol
 
 import uvicorn
-from starlette.responses import JSONResponse
 from uvicorn.server import HANDLED_SIGNALS
 
-if TYPE_CHECKING:
-    from pulse_stt.api.context import ServerContext
+from pulse_stt.api.context import ServerContext
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_S = 5
-UNAVAILABLE_BODY = {
-    "status": "error",
-    "error": "unavailable",
-    "message": "the server is shutting down and takes no new sessions or requests; retry in a "
-    f"few seconds (after {RETRY_AFTER_S} s, or at once through a load balancer, which sends "
-    "it to another server).",
-}
-
-
-def unavailable_response() -> JSONResponse:
-    """503 for a WebSocket handshake or a REST request that arrives while draining."""
-    return JSONResponse(
-        UNAVAILABLE_BODY, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}
-    )
-
-
-class DrainableSession(Protocol):
-    def drain(self) -> None:
-        """End the session as close_stream would (its open turn's final is sent, as its last
-        message), then close it with 1001."""
-
-    def abort(self) -> None:
-        """Stop waiting for what the session still owes; close it with 1001 now."""
-
-
-class SessionDrain:
-    """The live WebSocket sessions of one server, and whether it is shutting down.
-
-    Used from the event loop only, except `begin()`, which a signal handler may call: it
-    only sets a flag.
-    """
-
-    def __init__(self) -> None:
-        self._sessions: set[DrainableSession] = set()
-        self.draining = False
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def sessions(self) -> list[DrainableSession]:
-        return list(self._sessions)
-
-    def add(self, session: DrainableSession) -> None:
-        self._sessions.add(session)
-        if self.draining:  # its handshake passed just before the drain began
-            session.drain()
-
-    def discard(self, session: DrainableSession) -> None:
-        self._sessions.discard(session)
-
-    def begin(self) -> None:
-        """Refuse new work from now on (and answer /ready with 503)."""
-        self.draining = True
-
-    def drain_all(self) -> int:
-        """Ask every live session (and any that is added later) to end; returns how many."""
-        self.draining = True
-        sessions = self.sessions()
-        for session in sessions:
-            session.drain()
-        return len(sessions)
-
-    def abort_all(self) -> int:
-        sessions = self.sessions()
-        for session in sessions:
-            session.abort()
-        return len(sessions)
-
-    async def wait_empty(
-        self, until: float, *, stop: Callable[[], bool] = lambda: False, poll_s: float = 0.05
-    ) -> bool:
-        """Wait until every session is gone, the loop's clock reaches `until`, or `stop()`;
-        returns whether every session is gone."""
-        loop = asyncio.get_running_loop()
-        while self._sessions and loop.time() < until and not stop():
-            await asyncio.sleep(poll_s)
-        return not self._sessions
-
 
 class GracefulServer(uvicorn.Server):
-    """uvicorn's server, with the drain above before uvicorn's own shutdown; a second
+    """uvicorn's server, with the drain sequence above before uvicorn's own shutdown; a second
     signal skips the waiting. Exits normally (status 0) after a signal: uvicorn would
     re-raise the signal once it is done, which makes the exit status 128+signal."""
 

@@ -14,7 +14,7 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-from pulse_stt.audio.decode import AudioDecodeError
+from pulse_stt.audio.base import AudioDecodeError
 from pulse_stt.audio.resample import MODEL_RATE
 
 log = logging.getLogger(__name__)

@@ -1,138 +1,28 @@
-"""Bytes of one declared encoding → float32 mono samples at the declared rate.
+"""Bytes of one declared encoding → float32 mono samples at the declared rate: picks the
+streaming decoder for a session's encoding.
 
-One decoder per encoding, each streaming: a frame that ends mid-sample keeps the
-remainder until the next frame brings the rest.
+The decoders live beside this module (audio/pcm.py, audio/opus.py), their shared error and
+protocol in audio/base.py; none of them imports this module. `AudioDecodeError` and
+`StreamDecoder` are re-exported here for callers that take the factory and its error
+from one place.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from pulse_stt.audio.base import AudioDecodeError, StreamDecoder
+from pulse_stt.audio.opus import make_opus_decoder
+from pulse_stt.audio.pcm import make_pcm_decoder
 
-import numpy as np
+__all__ = ["AudioDecodeError", "StreamDecoder", "make_decoder"]
 
-
-class AudioDecodeError(ValueError):
-    """Bytes that cannot be audio of the declared encoding."""
-
-
-class StreamDecoder(Protocol):
-    output_rate: int  # rate of the samples it returns (the declared rate, or 48 kHz for Opus)
-    # Input already taken that `decode(b"")` turns into more audio. A format that packs much
-    # audio into few bytes (Ogg/Opus) returns a bounded amount per call and sets this.
-    has_backlog: bool
-
-    def decode(self, data: bytes) -> np.ndarray:
-        """Decode the next chunk; returns float32 samples in [-1, 1] (possibly empty)."""
-
-    def flush(self) -> np.ndarray:
-        """End of stream: whatever can still be decoded."""
-
-
-_EMPTY = np.zeros(0, dtype=np.float32)
-
-
-class PcmDecoder:
-    """Little-endian signed integer PCM, or 8-bit G.711 via a 256-entry lookup table."""
-
-    has_backlog = False  # the output is never more than a few times the input
-
-    def __init__(
-        self,
-        output_rate: int,
-        sample_width: int,
-        dtype: str,
-        scale: float,
-        table: np.ndarray | None = None,
-    ):
-        self.output_rate = output_rate
-        self._width = sample_width
-        self._dtype = np.dtype(dtype)
-        self._scale = np.float32(scale)
-        self._table = table
-        self._pending = b""
-        # Clients often send a .wav file's bytes as raw PCM: skip its header, not play it.
-        self._at_start = table is None
-
-    def decode(self, data: bytes) -> np.ndarray:
-        if self._pending:
-            data = self._pending + data
-        if self._at_start:
-            payload = _after_wav_header(data)
-            if payload is None and len(data) < _MAX_WAV_HEADER:
-                self._pending = data  # the start of a WAV header: wait for the rest
-                return _EMPTY
-            self._at_start = False
-            data = data if payload is None else payload
-        usable = len(data) - len(data) % self._width
-        self._pending = data[usable:]
-        if usable == 0:
-            return _EMPTY
-        raw = np.frombuffer(data, dtype=self._dtype, count=usable // self._width)
-        if self._table is not None:
-            return self._table[raw]
-        return raw.astype(np.float32) * self._scale
-
-    def flush(self) -> np.ndarray:
-        # A trailing partial sample cannot be decoded; it is at most width-1 bytes of noise.
-        self._pending = b""
-        return _EMPTY
-
-
-_MAX_WAV_HEADER = 65536  # fmt, LIST and JUNK chunks before the samples
-
-
-def _after_wav_header(data: bytes) -> bytes | None:
-    """`data` past a WAV header; `data` itself if it is no WAV; None if the header is cut."""
-    head = data[:12]
-    if not (b"RIFF"[: len(head)] == head[:4] and (len(head) < 12 or head[8:12] == b"WAVE")):
-        return data
-    position = 12
-    while position + 8 <= len(data):  # walk RIFF chunks to the start of "data"
-        size = int.from_bytes(data[position + 4 : position + 8], "little")
-        if data[position : position + 4] == b"data":
-            return data[position + 8 :]
-        position += 8 + size + (size & 1)
-    return None
-
-
-def _mulaw_table() -> np.ndarray:
-    """ITU-T G.711 µ-law expansion, as float32 in [-1, 1]."""
-    codes = ~np.arange(256, dtype=np.uint8)
-    sign = codes & 0x80
-    exponent = (codes >> 4) & 0x07
-    mantissa = codes & 0x0F
-    magnitude = ((mantissa.astype(np.int32) << 3) + 0x84) << exponent
-    linear = np.where(sign != 0, 0x84 - magnitude, magnitude - 0x84)
-    return (linear / 32768.0).astype(np.float32)
-
-
-def _alaw_table() -> np.ndarray:
-    """ITU-T G.711 A-law expansion, as float32 in [-1, 1]."""
-    codes = np.arange(256, dtype=np.uint8) ^ 0x55
-    sign = codes & 0x80
-    exponent = ((codes >> 4) & 0x07).astype(np.int32)
-    mantissa = (codes & 0x0F).astype(np.int32)
-    magnitude = np.where(
-        exponent == 0,
-        (mantissa << 4) + 8,
-        ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0),
-    )
-    linear = np.where(sign != 0, magnitude, -magnitude)
-    return (linear / 32768.0).astype(np.float32)
+OPUS_ENCODINGS = ("opus", "ogg_opus")
 
 
 def make_decoder(encoding: str, sample_rate: int) -> StreamDecoder:
     """A fresh streaming decoder for one session's declared encoding."""
-    if encoding == "linear16":
-        return PcmDecoder(sample_rate, 2, "<i2", 1.0 / 32768.0)
-    if encoding == "linear32":
-        return PcmDecoder(sample_rate, 4, "<i4", 1.0 / 2147483648.0)
-    if encoding == "mulaw":
-        return PcmDecoder(sample_rate, 1, "u1", 1.0, _mulaw_table())
-    if encoding == "alaw":
-        return PcmDecoder(sample_rate, 1, "u1", 1.0, _alaw_table())
-    if encoding in ("opus", "ogg_opus"):
-        from pulse_stt.audio.opus import make_opus_decoder
-
+    if encoding in OPUS_ENCODINGS:
         return make_opus_decoder(encoding, sample_rate)
-    raise AudioDecodeError(f"unknown encoding {encoding!r}")
+    decoder = make_pcm_decoder(encoding, sample_rate)
+    if decoder is None:
+        raise AudioDecodeError(f"unknown encoding {encoding!r}")
+    return decoder

@@ -13,7 +13,7 @@ import struct
 import av
 import numpy as np
 
-from pulse_stt.audio.decode import AudioDecodeError
+from pulse_stt.audio.base import EMPTY, AudioDecodeError
 
 OPUS_RATE = 48_000  # FFmpeg's Opus decoder always outputs 48 kHz
 # Most audio one `OggOpusDecoder.decode` call returns (plus at most one page, <= 30.6 s):
@@ -22,7 +22,6 @@ OPUS_RATE = 48_000  # FFmpeg's Opus decoder always outputs 48 kHz
 MAX_DECODE_SAMPLES = 5 * OPUS_RATE
 # An Opus packet is at most 48 frames of 1275 bytes; OpusTags may carry cover art.
 _MAX_PACKET_BYTES = 1 << 20
-_EMPTY = np.zeros(0, dtype=np.float32)
 _OGG_HEADER = struct.Struct(
     "<4sBBqIIIB"
 )  # capture, version, flags, granule, serial, seq, crc, nseg
@@ -44,7 +43,7 @@ class _OpusPacketDecoder:
         except av.error.FFmpegError as exc:
             raise AudioDecodeError(f"invalid Opus packet ({exc.strerror or exc})") from None
         out = [_to_mono(frame.to_ndarray()) for frame in frames]
-        return np.concatenate(out) if out else _EMPTY
+        return np.concatenate(out) if out else EMPTY
 
 
 def _to_mono(samples: np.ndarray) -> np.ndarray:
@@ -68,11 +67,11 @@ class RawOpusDecoder:
 
     def decode(self, data: bytes) -> np.ndarray:
         if not data:
-            return _EMPTY
+            return EMPTY
         return self._packets.decode_packet(data)
 
     def flush(self) -> np.ndarray:
-        return _EMPTY
+        return EMPTY
 
 
 class OggOpusDecoder:
@@ -116,7 +115,7 @@ class OggOpusDecoder:
             self.has_backlog = True
             return np.concatenate(out)
         self.has_backlog = produced >= MAX_DECODE_SAMPLES and self._may_hold_page()
-        return np.concatenate(out) if out else _EMPTY
+        return np.concatenate(out) if out else EMPTY
 
     def _may_hold_page(self) -> bool:
         return len(self._buffer) >= _OGG_HEADER.size
@@ -130,7 +129,7 @@ class OggOpusDecoder:
         self._deferred_error = None
         if self._headers_seen == 0 and leftover:
             raise AudioDecodeError("the stream ended before a complete Ogg page arrived")
-        return _EMPTY
+        return EMPTY
 
     def _next_page(self) -> list[bytes] | None:
         """Cut one complete page off the buffer; returns its complete packets."""
@@ -198,12 +197,12 @@ class OggOpusDecoder:
                 )
             self._packets = _OpusPacketDecoder(channels=packet[9], extradata=packet)
             self._headers_seen = 1
-            return _EMPTY
+            return EMPTY
         if self._headers_seen == 1:
             self._headers_seen = 2  # OpusTags: metadata only
-            return _EMPTY
+            return EMPTY
         assert self._packets is not None
-        return self._packets.decode_packet(packet) if packet else _EMPTY
+        return self._packets.decode_packet(packet) if packet else EMPTY
 
 
 def make_opus_decoder(encoding: str, _declared_rate: int) -> RawOpusDecoder | OggOpusDecoder:

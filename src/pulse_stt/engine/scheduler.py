@@ -18,6 +18,9 @@ its jobs are decoded again one by one, so one bad job does not fail the other se
 batched with it. A worker thread that dies anyway (a failure outside the pass, or a
 `BaseException` from it) first fails the futures of the batch it held, then a new
 worker takes its place: no future is ever left waiting, and the pool keeps its size.
+
+Time: the age of queued finals and the length of passes are read from one clock,
+`time.monotonic` unless the caller hands another (tests advance a fake one).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class PassReport:
 
 
 PassObserver = Callable[[PassReport], None]
+Clock = Callable[[], float]  # seconds, monotonic
 
 
 def pass_kind(job: DecodeJob) -> PassKind:
@@ -89,8 +93,10 @@ class DecodeScheduler:
         batch_key: BatchKeyFn | None = None,
         max_batch: int = 8,
         observer: PassObserver | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._decode = decode
+        self._clock = clock
         self._name = name
         self._observer = observer
         self._decode_batch = decode_batch
@@ -123,7 +129,7 @@ class DecodeScheduler:
                 self._background.setdefault(job.session_id, deque()).append((job, future))
             elif job.is_final and not job.speculative:
                 self._finals.append((job, future))
-                self._final_since[future] = time.monotonic()
+                self._final_since[future] = self._clock()
                 self._drop_partial(job.session_id)  # stale now: the final covers that audio
             else:
                 self._drop_partial(job.session_id)
@@ -141,7 +147,7 @@ class DecodeScheduler:
                         if not queue:
                             del self._background[session_id]
                         self._finals.append(item)
-                        self._final_since[future] = time.monotonic()
+                        self._final_since[future] = self._clock()
                         self._cond.notify()
                         return
 
@@ -164,7 +170,7 @@ class DecodeScheduler:
         How far the engine is behind on what open sessions are owed (admission control)."""
         with self._cond:
             since = self._final_since.get(self._finals[0][1]) if self._finals else None
-        return 0.0 if since is None else max(0.0, time.monotonic() - since)
+        return 0.0 if since is None else max(0.0, self._clock() - since)
 
     @property
     def running(self) -> bool:
@@ -279,7 +285,7 @@ class DecodeScheduler:
         if not items:
             return
         jobs = [job for job, _ in items]
-        started = time.perf_counter()
+        started = self._clock()
         try:
             if self._decode_batch is not None:
                 results = self._decode_batch(jobs)
@@ -294,7 +300,7 @@ class DecodeScheduler:
             else:  # find the job that failed it: the others still get their results
                 log.exception("decode pass failed for %d jobs; decoding them one by one", len(jobs))
                 results = [self._decode_one(job) for job in jobs]
-        self._report(items[0][0], len(items), time.perf_counter() - started, results)
+        self._report(items[0][0], len(items), self._clock() - started, results)
         for (_, future), result in zip(items, results, strict=True):
             if isinstance(result, BaseException):
                 future.set_exception(result)

@@ -13,7 +13,8 @@ Two measured facts shape it (bench/engine_passes.py, 2-core CPU, Whisper base in
   1-3 s of padding tripled WER). From a 15 s window up, WER equals the 30 s one. So every
   pass gets a window of at least `min_window_s`, in 5 s steps, and a final whose short
   pass shows a loop, a low log-probability or a hit token cap is redone on the full 30 s
-  window exactly as offline faster-whisper decodes it.
+  window exactly as offline faster-whisper decodes it. Both passes are judged by the
+  same guard (engine/guard.py), which drops silence, loops and empty output.
 - The decoder, not the encoder, dominates a pass (~10 ms a token greedy, ~15-20 ms with
   beam 5), and it batches well on CPU: 8 finals decode together in about twice the time
   of one. Encoding does not batch on CPU (it is compute-bound), so each job is encoded on
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-import zlib
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,6 +35,13 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions
 
+from pulse_stt.engine.guard import (
+    COMPRESSION_RATIO_THRESHOLD,
+    LOG_PROB_THRESHOLD,
+    NO_SPEECH_THRESHOLD,
+    Verdict,
+    judge,
+)
 from pulse_stt.engine.types import DecodeJob, Hypothesis, Word
 
 log = logging.getLogger(__name__)
@@ -41,10 +49,6 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16_000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
 _MIN_DECODE_SAMPLES = SAMPLE_RATE // 10  # under 100 ms there is no word to find
-# Whisper's own hallucination guards.
-_NO_SPEECH_THRESHOLD = 0.6
-_LOG_PROB_THRESHOLD = -1.0
-_COMPRESSION_RATIO_THRESHOLD = 2.4
 
 _BASE_OPTIONS = TranscriptionOptions(
     beam_size=5,
@@ -53,9 +57,9 @@ _BASE_OPTIONS = TranscriptionOptions(
     length_penalty=1.0,
     repetition_penalty=1.0,
     no_repeat_ngram_size=0,
-    log_prob_threshold=_LOG_PROB_THRESHOLD,
-    no_speech_threshold=_NO_SPEECH_THRESHOLD,
-    compression_ratio_threshold=_COMPRESSION_RATIO_THRESHOLD,
+    log_prob_threshold=LOG_PROB_THRESHOLD,
+    no_speech_threshold=NO_SPEECH_THRESHOLD,
+    compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
     condition_on_previous_text=False,
     prompt_reset_on_temperature=0.5,
     temperatures=[0.0, 0.2, 0.4, 0.6],
@@ -106,23 +110,6 @@ def _token_cap(audio_samples: int) -> int:
     return 10 + int(10 * audio_samples / SAMPLE_RATE)
 
 
-def _compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
-def repeats_itself(text: str) -> bool:
-    """A decoding loop: a word 4x, a pair 3x, or a longer phrase twice, back to back."""
-    words = [w.strip(".,!?;:").lower() for w in text.split()]
-    for n in range(1, len(words) // 2 + 1):
-        times = 4 if n == 1 else 3 if n == 2 else 2
-        for i in range(len(words) - n * times + 1):
-            first = words[i : i + n]
-            if all(words[i + k * n : i + (k + 1) * n] == first for k in range(1, times)):
-                return True
-    return False
-
-
 @dataclass
 class _Prepared:
     """One job after its encoder pass, ready to join a batched decode."""
@@ -142,8 +129,9 @@ class _Prepared:
 
 
 class WhisperTranscriber:
-    """Owns the model. Safe to call from the scheduler's workers at once: it keeps no state
-    between passes (CTranslate2 serves concurrent calls, one per `workers`)."""
+    """Owns the model. Safe to call from the scheduler's workers at once: a pass keeps no
+    state between calls (CTranslate2 serves concurrent calls, one per `workers`). The one
+    thing passes share is the `fallbacks` count, which a lock guards."""
 
     def __init__(
         self,
@@ -164,9 +152,17 @@ class WhisperTranscriber:
         )
         self.multilingual = self.model.model.is_multilingual
         self.windows = windows or WindowPolicy()
-        self.fallbacks = 0  # finals redone on the full window (a benchmark figure only)
+        self._fallbacks = 0
+        self._fallbacks_lock = threading.Lock()
 
     # -- public ------------------------------------------------------------------------
+
+    @property
+    def fallbacks(self) -> int:
+        """Finals redone on the full window since the model was loaded (a benchmark figure:
+        read it before and after a run)."""
+        with self._fallbacks_lock:
+            return self._fallbacks
 
     def batch_key(self, job: DecodeJob) -> tuple[object, ...]:
         """Jobs with equal keys can share one batched decode."""
@@ -305,26 +301,25 @@ class WhisperTranscriber:
         result: ctranslate2.models.WhisperGenerationResult,
         options: TranscriptionOptions,
     ) -> Hypothesis:
+        """The short-window pass's hypothesis, or the full-window one when the guard says a
+        final must be redone."""
         tokenizer = item.tokenizer
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * len(tokens) ** options.length_penalty / (len(tokens) + 1)
         text = tokenizer.decode(tokens).strip()
-        silent = result.no_speech_prob > _NO_SPEECH_THRESHOLD and avg_logprob < _LOG_PROB_THRESHOLD
-        looped = (
-            _compression_ratio(text) > _COMPRESSION_RATIO_THRESHOLD
-            or repeats_itself(text)
-            or (item.cap is not None and len(tokens) >= item.cap)
+        verdict = judge(
+            text,
+            tokens=len(tokens),
+            avg_logprob=avg_logprob,
+            no_speech_prob=result.no_speech_prob,
+            token_cap=item.cap,
         )
-        if item.job.is_final and not silent and (looped or avg_logprob < _LOG_PROB_THRESHOLD):
+        if item.job.is_final and verdict.redo_on_full_window:
             # Guarded fallback: redo this final exactly as offline faster-whisper would.
-            self.fallbacks += 1
+            with self._fallbacks_lock:
+                self._fallbacks += 1
             return self._full_window(item.job)
-        if silent or looped or not tokens:
-            return Hypothesis("", language=item.language, language_candidates=item.candidates)
-        words: tuple[Word, ...] = ()
-        if item.job.word_timestamps:
-            words = self._align(item, tokens)
-        return Hypothesis(text, words, item.language, item.candidates)
+        return self._hypothesis(item, text, tokens, verdict)
 
     def _full_window(self, job: DecodeJob) -> Hypothesis:
         """A single pass on the 30 s window with temperature fallback (offline decoding)."""
@@ -334,15 +329,28 @@ class WhisperTranscriber:
         model = self.model
         options = _options_for(job)
         encoder_output = ctranslate2.StorageView.from_array(item.encoder_output)
-        result, avg_logprob, _temperature, compression = model.generate_with_fallback(
+        result, avg_logprob, _temperature, _compression = model.generate_with_fallback(
             encoder_output, self._prompt(item, len(item.previous)), item.tokenizer, options
         )
         tokens = [t for t in result.sequences_ids[0] if t < item.tokenizer.eot]
-        silent = result.no_speech_prob > _NO_SPEECH_THRESHOLD and avg_logprob < _LOG_PROB_THRESHOLD
-        if silent or compression > _COMPRESSION_RATIO_THRESHOLD or not tokens:
-            return Hypothesis("", language=item.language, language_candidates=item.candidates)
         text = item.tokenizer.decode(tokens).strip()
-        words = self._align(item, tokens) if job.word_timestamps else ()
+        verdict = judge(
+            text,
+            tokens=len(tokens),
+            avg_logprob=avg_logprob,
+            no_speech_prob=result.no_speech_prob,
+            token_cap=None,  # generate_with_fallback decodes without our token cap
+        )
+        return self._hypothesis(item, text, tokens, verdict)
+
+    def _hypothesis(
+        self, item: _Prepared, text: str, tokens: list[int], verdict: Verdict
+    ) -> Hypothesis:
+        """What a pass sends: nothing when the guard drops its text, else the text (with
+        word timings when the job asked for them)."""
+        if verdict.dropped:
+            return Hypothesis("", language=item.language, language_candidates=item.candidates)
+        words = self._align(item, tokens) if item.job.word_timestamps else ()
         return Hypothesis(text, words, item.language, item.candidates)
 
     def _align(self, item: _Prepared, tokens: list[int]) -> tuple[Word, ...]:

@@ -6,6 +6,9 @@ is looked up and then compared in constant time. Browser tokens are short-lived 
 minted with a key (`POST /v1/tokens`): stored the same way, valid until they expire or
 their key is revoked, and checked in the database so every server process sharing it
 accepts them.
+
+Every timestamp (creation, expiry, revocation, usage) comes from the store's clock: the
+real UTC time unless the caller hands another (tests advance a fake one to expire tokens).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,14 +97,19 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """The store's default clock."""
     return datetime.now(UTC)
+
+
+Clock = Callable[[], datetime]  # timezone-aware UTC
 
 
 class Store:
     """Blocking database access; async callers run these methods in a thread."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, clock: Clock = utc_now) -> None:
+        self._now = clock
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(
                 parents=True, exist_ok=True
@@ -116,7 +125,9 @@ class Store:
         """Store a new key (random unless given) and return it with its secret, shown once."""
         secret = secret or KEY_PREFIX + secrets.token_urlsafe(32)
         with self._sessions.begin() as db:
-            row = ApiKeyRow(name=name, digest=_digest(secret), hint=secret[:10], created_at=_now())
+            row = ApiKeyRow(
+                name=name, digest=_digest(secret), hint=secret[:10], created_at=self._now()
+            )
             db.add(row)
             db.flush()
             return _key(row), secret
@@ -127,7 +138,7 @@ class Store:
             row = db.scalar(select(ApiKeyRow).where(ApiKeyRow.digest == _digest(secret)))
             if row is None:
                 row = ApiKeyRow(
-                    name=name, digest=_digest(secret), hint=secret[:10], created_at=_now()
+                    name=name, digest=_digest(secret), hint=secret[:10], created_at=self._now()
                 )
                 db.add(row)
                 db.flush()
@@ -148,7 +159,7 @@ class Store:
     def mint_token(self, key_id: int, ttl_s: float) -> BrowserToken:
         """A new short-lived token acting for key `key_id`; expired tokens are purged."""
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        now = _now()
+        now = self._now()
         expires_at = now + timedelta(seconds=ttl_s)
         with self._sessions.begin() as db:
             db.execute(delete(BrowserTokenRow).where(BrowserTokenRow.expires_at <= now))
@@ -166,7 +177,7 @@ class Store:
             found = db.execute(
                 select(BrowserTokenRow.digest, ApiKeyRow)
                 .join(ApiKeyRow, ApiKeyRow.id == BrowserTokenRow.key_id)
-                .where(BrowserTokenRow.digest == digest, BrowserTokenRow.expires_at > _now())
+                .where(BrowserTokenRow.digest == digest, BrowserTokenRow.expires_at > self._now())
             ).first()
         if found is None:
             return None
@@ -203,7 +214,7 @@ class Store:
             row = db.get(ApiKeyRow, key_id)
             if row is None or row.revoked_at is not None:
                 return False
-            row.revoked_at = _now()
+            row.revoked_at = self._now()
             return True
 
     def record_usage(
@@ -225,7 +236,7 @@ class Store:
                     endpoint=endpoint,
                     audio_seconds=round(audio_seconds, 3),
                     started_at=started_at,
-                    ended_at=_now(),
+                    ended_at=self._now(),
                 )
             )
 
