@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 TEST_DEBS := pocketsphinx-testdata espeak-ng sox opus-tools postgresql chromium chromium-driver nginx
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: serve install dev test test-deps test-fixtures lint format docs bench clean
+.PHONY: serve install dev test test-unit test-deps test-fixtures lint typecheck format docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,14 +55,24 @@ $(FIXTURES)/$(PYANNOTE_SDIST)/.extracted: | $(BIN)/python
 		'$(PYANNOTE_SDIST)/tests/data/*' '$(PYANNOTE_SDIST)/src/pyannote/audio/sample/*'
 	@touch $@
 
-## test: lint, then the whole suite (unit + end-to-end with the real model)
+## test: lint, format and type checks, then the whole suite (unit + end-to-end, real model)
 test: dev test-deps test-fixtures install
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## test-unit: the unit tests only (no server, no model; everything under tests/e2e is marked e2e)
+test-unit: dev test-deps
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
 lint:
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+
+## typecheck: mypy over src/pulse_stt (settings in pyproject.toml)
+typecheck: dev
+	$(BIN)/mypy
 
 ## docs: regenerate docs/CONFIGURATION.md from the settings object
 docs: $(VENV)/.installed

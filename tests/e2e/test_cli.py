@@ -124,7 +124,7 @@ def test_transcribe_several_files_as_text_into_a_directory(
     assert done.returncode == 0, done.stderr
     for clip in clips[1:3]:
         text = (out / f"{clip.name}.txt").read_text()
-        assert wer(clip.text, text) <= 0.1, text
+        assert clip.matches(text, 0.1), text
 
 
 def test_a_refused_key_and_an_absent_server_exit_1_saying_why(
@@ -150,7 +150,7 @@ def test_an_undecodable_file_is_reported_and_the_others_still_transcribed(
         assert done.returncode == 1, done.stderr
         assert str(junk) in done.stderr and "audio" in done.stderr
         assert f"==> {good} <==" in done.stdout
-        assert wer(clips[1].text, done.stdout.split(f"==> {good} <==")[1]) <= 0.1
+        assert clips[1].matches(done.stdout.split(f"==> {good} <==")[1], 0.1)
 
 
 def test_stream_realtime_paces_the_file_and_prints_finals(
@@ -164,7 +164,7 @@ def test_stream_realtime_paces_the_file_and_prints_finals(
     took = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     assert took >= clip.audio.size / 16000  # paced: not sent faster than it plays
-    assert wer(clip.text, done.stdout) <= 0.1, done.stdout
+    assert clip.matches(done.stdout, 0.1), done.stdout
     assert "\r" not in done.stdout  # not a terminal: finals only, one per line
 
 
@@ -199,5 +199,5 @@ def test_stream_mic_until_ctrl_c(server: Server, clips: list[Clip], tmp_path: Pa
     assert process.returncode == 0, stderr
     assert "stopping" in stderr
     finals = [line.removeprefix("[final] ") for line in stdout.splitlines() if "[final]" in line]
-    assert wer(clip.text, " ".join(finals)) <= 0.1, stdout
+    assert clip.matches(" ".join(finals), 0.1), stdout
     assert any(line.startswith("[partial] ") for line in stdout.splitlines())

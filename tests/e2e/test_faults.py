@@ -29,7 +29,7 @@ from pulse_stt.api.websocket import StreamRunner
 from pulse_stt.config import Settings
 from pulse_stt.engine.transcriber import WhisperTranscriber
 from pulse_stt.engine.types import DecodeJob, Hypothesis
-from tests.support.audio import Clip, join, pcm16, silence, wer
+from tests.support.audio import Clip, join, pcm16, silence
 from tests.support.client import LIVE, Pace, Received, chunks, run_script
 from tests.support.prometheus import scrape_samples, value
 from tests.support.server import API_KEY, Server
@@ -123,7 +123,7 @@ def test_a_client_that_vanishes_mid_utterance_frees_its_session(
     got = asyncio.run(
         run_script(server, Q, [*chunks(pcm16(clips[1].audio)), {"type": "close_stream"}])
     )
-    assert got.close_code == 1000 and wer(clips[1].text, got.final_text) <= 0.15
+    assert got.close_code == 1000 and clips[1].matches(got.final_text, 0.15)
 
 
 # -- a failing model -------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def test_a_dead_decode_worker_is_replaced_and_its_session_carries_on(
     # The killed pass was one of its partials: the session went on, its final is right.
     assert not _errors(got), got.messages
     assert got.close_code == 1000 and got.finals[-1]["is_last"]
-    assert wer(clip.text, got.final_text) <= 0.15, got.final_text
+    assert clip.matches(got.final_text, 0.15), got.final_text
 
 
 def test_a_failing_model_pass_fails_only_its_session(
@@ -292,7 +292,7 @@ def test_a_failing_model_pass_fails_only_its_session(
         for got, clip in zip(fine, healthy, strict=True):
             assert not _errors(got), got.messages
             assert got.close_code == 1000 and got.finals[-1]["is_last"]
-            assert wer(clip.text, got.final_text) <= 0.15, got.final_text
+            assert clip.matches(got.final_text, 0.15), got.final_text
         if faults.mixed_failures:
             break
     # The doomed passes shared batches with the other sessions; those were decoded again
@@ -314,5 +314,5 @@ def test_the_engine_serves_new_sessions_after_the_faults(
     assert in_process.ctx.engine.ready
     got = asyncio.run(_stream(server, clips[1], realtime=False))
     assert not _errors(got)
-    assert wer(clips[1].text, got.final_text) <= 0.15
+    assert clips[1].matches(got.final_text, 0.15)
     assert httpx.get(f"{server.http}/ready").status_code == 200

@@ -73,7 +73,7 @@ def test_format_punctuate_capitalize(server: Server, clips: list[Clip], path: st
     assert re.search(r"[.,?!]", results["no_caps"]["transcript"])  # capitalize only lowercases
     for message in results.values():
         _words_match_transcript(message)
-        assert wer(clip.text, message["transcript"]) <= 0.1
+        assert clip.matches(message["transcript"], 0.1)
 
 
 def test_itn_and_numerals(server: Server, tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_max_words_and_finalize_on_words(server: Server, clips: list[Clip]) -> N
     assert len(_spoken(limited)) >= 2, [m["transcript"] for m in limited.finals]
     assert len(_spoken(unlimited)) == 1
     for got in (limited, unlimited):
-        assert wer(clip.text, got.final_text) <= 0.15, got.final_text
+        assert clip.matches(got.final_text, 0.15), got.final_text
 
 
 def test_sentence_timestamps(server: Server, clips: list[Clip]) -> None:

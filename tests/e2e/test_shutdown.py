@@ -25,7 +25,7 @@ import signal
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,12 +281,12 @@ async def _scenario(server: Server, clips: list[Clip]) -> Drained:
 
 
 @pytest.fixture(scope="module")
-def drained(tmp_path_factory: pytest.TempPathFactory, clips: list[Clip]) -> Iterator[Drained]:
+def drained(tmp_path_factory: pytest.TempPathFactory, clips: list[Clip]) -> Drained:
     data = tmp_path_factory.mktemp("shutdown-server")
     with running_server(data, shutdown_grace_s=str(GRACE_S), log_level="info") as server:
         result = asyncio.run(_scenario(server, clips))
     result.log = server.log.read_text()
-    yield result
+    return result
 
 
 def _log_records(log: str) -> list[dict[str, Any]]:

@@ -86,7 +86,7 @@ def test_realtime_pace_gives_partials_then_final(server: Server, clips: list[Cli
     first_final = got.messages.index(got.finals[0])
     assert got.messages.index(partials[0]) < first_final
     assert all(not m["is_last"] and not m["from_finalize"] for m in partials)
-    assert wer(clip.text, got.finals[0]["transcript"]) <= 0.1
+    assert clip.matches(got.finals[0]["transcript"], 0.1)
     # The final came from silence (eou), before close_stream was even sent.
     assert not got.finals[0]["is_last"]
     assert "words" not in got.finals[0]  # word_timestamps defaults to false on stt/live
@@ -109,8 +109,8 @@ def test_finalize_per_turn_keeps_socket_open(server: Server, clips: list[Clip]) 
     _assert_terminal(got)
     finalized = [m for m in got.finals if m["from_finalize"]]
     assert len(finalized) == 3, [(m["transcript"], m["from_finalize"]) for m in got.finals]
-    assert wer(a.text, finalized[0]["transcript"]) <= 0.15
-    assert wer(b.text, finalized[1]["transcript"]) <= 0.15
+    assert a.matches(finalized[0]["transcript"], 0.15)
+    assert b.matches(finalized[1]["transcript"], 0.15)
     assert finalized[2]["transcript"] == ""
     assert all(not m["is_last"] for m in finalized)
     assert len(got.finals) == 4  # three finalize finals + the terminal one
@@ -127,7 +127,7 @@ def test_legacy_path_end_alias_and_word_timestamps_default(
         path=LEGACY,
     )
     _assert_terminal(got)
-    assert wer(clip.text, got.final_text) <= 0.1
+    assert clip.matches(got.final_text, 0.1)
     assert all("words" in m for m in got.finals)  # word_timestamps defaults to true here
 
 
@@ -142,7 +142,7 @@ def test_every_sample_rate(server: Server, clips: list[Clip], rate: int, tmp_pat
         [*chunks(pcm16(audio), frame), CLOSE],
     )
     _assert_terminal(got)
-    assert wer(clip.text, got.final_text) <= 0.12, got.final_text
+    assert clip.matches(got.final_text, 0.12), got.final_text
     last_word = got.finals[0]["words"][-1]
     assert abs(last_word["end"] - clip.audio.size / 16000) < 1.0  # times in real seconds
 
@@ -205,7 +205,7 @@ def test_malformed_text_frames_get_errors_and_session_continues(
     for e in errors:
         assert e["status"] == "error"
         assert "finalize" in e["message"] and "close_stream" in e["message"]
-    assert wer(clip.text, got.final_text) <= 0.1
+    assert clip.matches(got.final_text, 0.1)
 
 
 def test_speech_after_finalize_on_live_and_pacing_does_not_matter(

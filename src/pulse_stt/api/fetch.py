@@ -50,7 +50,7 @@ async def _resolve_checked(host: str, port: int, allow_private: bool) -> str:
         infos = await asyncio.to_thread(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
         raise FetchError(f"the URL's host {host!r} does not resolve") from None
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]  # sockaddr: (host, port, ...)
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
         if not allow_private and not is_public(ip):

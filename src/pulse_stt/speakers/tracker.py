@@ -245,7 +245,7 @@ def label_file(turns: list[TurnWindows], config: TrackerConfig | None = None) ->
         cents = np.stack([_unit(t) for t in totals])
         sims = cents @ cents.T
         np.fill_diagonal(sims, -1.0)
-        i, j = np.unravel_index(int(sims.argmax()), sims.shape)
+        i, j = map(int, np.unravel_index(int(sims.argmax()), sims.shape))
         small = min(range(len(weights)), key=weights.__getitem__)
         if sims[i, j] >= config.merge_similarity:
             pass

@@ -45,18 +45,24 @@ class Normalizer(Protocol):
     def __call__(self, text: str, language: str) -> str: ...
 
 
+class _Grammar(Protocol):
+    """The part of NeMo's (untyped) InverseNormalizer used here."""
+
+    def inverse_normalize(self, text: str, verbose: bool) -> str: ...
+
+
 class NemoInverseNormalizer:
     """One compiled grammar per language, built on first use; safe to call from threads."""
 
     def __init__(self, cache_dir: Path) -> None:
         self._cache_dir = cache_dir
-        self._grammars: dict[str, object] = {}
+        self._grammars: dict[str, _Grammar] = {}
         self._lock = threading.Lock()
 
     def supports(self, language: str | None) -> bool:
         return language in ITN_LANGUAGES
 
-    def _grammar(self, language: str) -> object:
+    def _grammar(self, language: str) -> _Grammar:
         with self._lock:
             grammar = self._grammars.get(language)
             if grammar is None:
@@ -64,7 +70,7 @@ class NemoInverseNormalizer:
                 self._grammars[language] = grammar
             return grammar
 
-    def _load_or_compile(self, language: str) -> object:
+    def _load_or_compile(self, language: str) -> _Grammar:
         from nemo_text_processing.inverse_text_normalization.inverse_normalize import (
             InverseNormalizer,
         )
@@ -87,8 +93,7 @@ class NemoInverseNormalizer:
         self._grammar(language)
 
     def __call__(self, text: str, language: str) -> str:
-        grammar = self._grammar(language)
-        return grammar.inverse_normalize(text, verbose=False)  # type: ignore[attr-defined]
+        return self._grammar(language).inverse_normalize(text, verbose=False)
 
 
 def _units(tokens: Sequence[Token], language: str) -> list[tuple[str, int]]:
@@ -162,12 +167,17 @@ def apply_itn(tokens: list[Token], language: str, normalize: Normalizer) -> list
     return out
 
 
+_LEAD = "\"'“‘¿¡([{"  # opening quotes and brackets kept before a rewritten span
+_TRAIL = "\"'”’.,;:!?)]}…"  # closing punctuation kept after it
+
+
 def _rewrite(source: Sequence[Token], written: list[str]) -> list[Token]:
     """The written form of a span, keeping its surrounding punctuation and capital."""
     if not written:
         return []
-    lead = re.match(r"^[\"'“‘¿¡(\[{]*", source[0].text).group(0)
-    trail = re.search(r"[\"'”’.,;:!?)\]}…]*$", source[-1].text).group(0)  # type: ignore[union-attr]
+    first, last = source[0].text, source[-1].text
+    lead = first[: len(first) - len(first.lstrip(_LEAD))]
+    trail = last[len(last.rstrip(_TRAIL)) :]
     texts = list(written)
     if source[0].text[len(lead) : len(lead) + 1].isupper() and texts[0][:1].islower():
         texts[0] = texts[0][:1].upper() + texts[0][1:]
