@@ -32,6 +32,7 @@ from pulse_stt.config import Settings
 from pulse_stt.engine.model_store import resolve_model_dir
 from pulse_stt.engine.transcriber import WhisperTranscriber, WindowPolicy
 from pulse_stt.engine.types import DecodeJob
+from pulse_stt.protocol import JobKind
 
 
 def main() -> None:
@@ -78,7 +79,13 @@ def main() -> None:
         transcriber.windows = WindowPolicy(final_min_s=window, partial_min_s=window)
         fallbacks_before = transcriber.fallbacks  # a running count: this run's is the rise
         jobs = [
-            DecodeJob("bench", c.audio, is_final=final, language="en", word_timestamps=True)
+            DecodeJob(
+                "bench",
+                c.audio,
+                kind=JobKind.FINAL if final else JobKind.PARTIAL,
+                language="en",
+                word_timestamps=True,
+            )
             for c in clips
         ]
 

@@ -23,6 +23,7 @@ from pulse_stt.config import Settings
 from pulse_stt.engine.model_store import resolve_model_dir
 from pulse_stt.engine.transcriber import WhisperTranscriber
 from pulse_stt.engine.types import DecodeJob
+from pulse_stt.protocol import JobKind
 from pulse_stt.text.keywords import hotwords_prompt
 from pulse_stt.text.pipeline import TranscriptShaper
 
@@ -58,7 +59,9 @@ def main() -> None:
 
         def decode(audio, shaper=shaper, prompt=prompt) -> str:
             hyp = model.decode(
-                DecodeJob("bench", audio, True, "en", hotwords=prompt, word_timestamps=True)
+                DecodeJob(
+                    "bench", audio, JobKind.FINAL, "en", hotwords=prompt, word_timestamps=True
+                )
             )
             return shaper.shape(hyp, 0.0, final=True).text
 

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import websockets
 
-from pulse_stt.audio.resample import MODEL_RATE as RATE
 from pulse_stt.client.sources import pcm16
+from pulse_stt.protocol import MODEL_RATE as RATE
 
 _EOU_MS = 5000  # the client marks turn ends with finalize; keep automatic finals out of it
 

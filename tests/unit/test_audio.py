@@ -11,7 +11,8 @@ import pytest
 import soxr
 
 from pulse_stt.audio.decode import AudioDecodeError, make_decoder
-from pulse_stt.audio.resample import MODEL_RATE, StreamResampler
+from pulse_stt.audio.resample import StreamResampler
+from pulse_stt.protocol import MODEL_RATE
 
 
 def _chunks(data: bytes, sizes: list[int]) -> list[bytes]:

@@ -24,6 +24,7 @@ from pulse_stt.config import Settings
 from pulse_stt.engine.scheduler import DecodeScheduler
 from pulse_stt.engine.types import DecodeJob, Hypothesis
 from pulse_stt.ops.metrics import ADMISSION_REASONS, KNOWN_ERRORS, ServerMetrics
+from pulse_stt.protocol import JobKind
 from pulse_stt.stream.outbox import Outbox, OutboxClosedError
 from tests.unit.fake_clock import FakeClock
 
@@ -188,7 +189,8 @@ def test_oldest_final_wait_is_the_age_of_the_oldest_queued_live_final() -> None:
 
     def job(session: str, *, final: bool, speculative: bool = False) -> DecodeJob:
         audio = np.zeros(1600, np.float32)
-        return DecodeJob(session, audio, final, "en", speculative=speculative)
+        kind = JobKind.SPECULATIVE if speculative else JobKind.FINAL if final else JobKind.PARTIAL
+        return DecodeJob(session, audio, kind, "en")
 
     clock = FakeClock()
     sched = DecodeScheduler(decode, workers=1, clock=clock)

@@ -13,6 +13,7 @@ import pytest
 
 from pulse_stt.engine.scheduler import DecodeScheduler, SchedulerClosedError
 from pulse_stt.engine.types import DecodeJob, Hypothesis
+from pulse_stt.protocol import JobKind
 
 TIMEOUT = 5.0
 
@@ -60,13 +61,17 @@ class FakeDecoder:
         return order
 
 
-def job(session: str, tag: str, *, final: bool = False, batch: bool = False) -> TaggedJob:
+def job(
+    session: str, tag: str, *, final: bool = False, batch: bool = False, speculative: bool = False
+) -> TaggedJob:
+    kind = JobKind.FINAL if final else JobKind.PARTIAL
+    if batch or speculative:
+        kind = JobKind.FILE if batch else JobKind.SPECULATIVE
     return TaggedJob(
         session_id=session,
         audio=np.zeros(1600, dtype=np.float32),
-        is_final=final,
+        kind=kind,
         language="en",
-        batch=batch,
         tag=tag,
     )
 
@@ -408,8 +413,7 @@ def test_promote_moves_a_speculative_job_ahead_of_partials(
 ) -> None:
     busy(scheduler, fake)
     scheduler.submit(job("a", "a-partial"))
-    speculative = job("b", "b-speculative", final=True)
-    speculative.speculative = True
+    speculative = job("b", "b-speculative", speculative=True)
     spec_future = scheduler.submit(speculative)
     scheduler.submit(job("c", "c-partial"))
     scheduler.promote(spec_future)
@@ -422,8 +426,7 @@ def test_speculative_job_is_coalesced_like_a_partial(
     scheduler: DecodeScheduler, fake: FakeDecoder
 ) -> None:
     busy(scheduler, fake)
-    speculative = job("a", "a-speculative", final=True)
-    speculative.speculative = True
+    speculative = job("a", "a-speculative", speculative=True)
     spec_future = scheduler.submit(speculative)
     newer = scheduler.submit(job("a", "a-partial"))  # speech resumed: the guess is stale
     assert result(spec_future) is None

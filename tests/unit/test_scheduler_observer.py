@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+from dataclasses import replace
 
 import pytest
 
@@ -12,6 +13,7 @@ from pulse_stt.engine.scheduler import (
     QueueDepth,
     pass_kind,
 )
+from pulse_stt.protocol import JobKind
 from tests.unit.fake_clock import FakeClock
 from tests.unit.test_scheduler import (
     TIMEOUT,
@@ -41,8 +43,8 @@ def test_pass_kind_names_live_final_partial_and_file_work() -> None:
     assert pass_kind(job("a", "p")) == "partial"
     assert pass_kind(job("a", "f", final=True)) == "final"
     assert pass_kind(job("a", "b", final=True, batch=True)) == "file"
-    speculative = job("a", "s", final=True)
-    speculative.speculative = True  # a final-quality pass: decoded exactly as a final
+    # a final-quality pass: decoded exactly as a final
+    speculative = replace(job("a", "s", final=True), kind=JobKind.SPECULATIVE)
     assert pass_kind(speculative) == "final"
 
 

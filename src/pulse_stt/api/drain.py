@@ -13,10 +13,12 @@ from typing import Protocol
 
 from starlette.responses import JSONResponse
 
+from pulse_stt.protocol import ErrorKind
+
 RETRY_AFTER_S = 5
 UNAVAILABLE_BODY = {
     "status": "error",
-    "error": "unavailable",
+    "error": ErrorKind.UNAVAILABLE,
     "message": "the server is shutting down and takes no new sessions or requests; retry in a "
     f"few seconds (after {RETRY_AFTER_S} s, or at once through a load balancer, which sends "
     "it to another server).",

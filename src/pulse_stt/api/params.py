@@ -15,6 +15,7 @@ from pulse_stt.protocol import (
     ENCODINGS,
     EXTERNAL_ID_RE,
     MAX_KEYWORDS,
+    MODEL_RATE,
     MULTI_EU_LANGUAGES,
     NUMERALS,
     SAMPLE_RATES,
@@ -218,7 +219,7 @@ def parse_stream_params(query: Mapping[str, str], *, legacy_path: bool) -> Strea
     if not legacy_path:
         check_streaming_model(query)
     sample_rate_raw = query.get("sample_rate")
-    sample_rate = 16000
+    sample_rate = MODEL_RATE
     if sample_rate_raw is not None:
         allowed = ", ".join(str(r) for r in SAMPLE_RATES)
         try:

@@ -82,7 +82,7 @@ async def file_endpoint(request: Request) -> JSONResponse:
 def _error_kind(response: JSONResponse) -> ErrorKind:
     """The `error` of an error answer, as the metrics count it."""
     try:
-        return ErrorKind(json.loads(response.body)["error"])
+        return ErrorKind(json.loads(bytes(response.body))["error"])
     except (KeyError, TypeError, ValueError):  # every refusal names a kind: a bug if not
         log.warning("error answer without a known error kind: %s", response.status_code)
         return ErrorKind.INTERNAL

@@ -108,7 +108,9 @@ class GracefulServer(uvicorn.Server):
                 "duration_s": round(loop.time() - started, 3),
             },
         )
-        self.config.timeout_graceful_shutdown = max(0.1, deadline - loop.time())
+        # uvicorn annotates this as int seconds but waits with asyncio, which takes a float.
+        grace = max(0.1, deadline - loop.time())
+        self.config.timeout_graceful_shutdown = grace  # type: ignore[assignment]
         await super().shutdown(sockets)
         # Whole-file requests cut by the timeout may still run in threads; a closed engine
         # ends them at their next pass, so the process does not wait for them.

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from pulse_stt.api.auth import UNAUTHORIZED_BODY, bearer_token
 from pulse_stt.api.bodies import BodyTooLargeError, loads_json, read_body
 from pulse_stt.api.context import ServerContext
+from pulse_stt.protocol import ErrorKind
 from pulse_stt.store.db import TOKEN_PREFIX, ApiKey, BrowserToken, Store
 
 TOKENS_PATH = "/v1/tokens"
@@ -30,7 +31,7 @@ _MINT_UNAUTHORIZED = {
 }
 _TOKEN_CANNOT_MINT = {
     "status": "error",
-    "error": "forbidden",
+    "error": ErrorKind.FORBIDDEN,
     "message": "a browser token cannot mint tokens; send 'Authorization: Bearer <key>' "
     "with an API key instead.",
 }

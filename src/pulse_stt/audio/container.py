@@ -15,7 +15,7 @@ import av
 import numpy as np
 
 from pulse_stt.audio.base import AudioDecodeError
-from pulse_stt.audio.resample import MODEL_RATE
+from pulse_stt.protocol import MODEL_RATE
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
-MODEL_RATE = 16_000
+from pulse_stt.protocol import MODEL_RATE
 
 
 class StreamResampler:

@@ -41,7 +41,7 @@ async def until_stopped(frames: AsyncIterator[bytes], stop: asyncio.Event) -> As
     stopper = asyncio.create_task(stop.wait())
     try:
         while not stop.is_set():
-            getter = asyncio.ensure_future(anext(frames))  # type: ignore[arg-type]
+            getter = asyncio.ensure_future(anext(frames))
             await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if not getter.done():
                 getter.cancel()

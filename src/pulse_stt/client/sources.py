@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from os import PathLike
 from typing import Any, BinaryIO
 
@@ -37,7 +37,7 @@ def pcm16(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-def _decoded_pcm(file: str | PathLike[str] | bytes | BinaryIO) -> Iterator[bytes]:
+def _decoded_pcm(file: str | PathLike[str] | bytes | BinaryIO) -> Generator[bytes, None, None]:
     """16 kHz linear16 chunks of a whole file, decoded by FFmpeg (blocking)."""
     iter_file_audio = import_file_decoder()
 
@@ -124,7 +124,7 @@ async def file_frames(
             await asyncio.to_thread(chunks.close)
 
 
-def import_file_decoder() -> Callable[[BinaryIO], Iterator[np.ndarray]]:
+def import_file_decoder() -> Callable[[bytes | BinaryIO], Iterator[np.ndarray]]:
     """The server's file decoder (any container → 16 kHz mono float32 chunks); ImportError
     naming the `audio` extra when PyAV or soxr is missing."""
     try:

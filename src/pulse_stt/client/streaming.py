@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from os import PathLike
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -95,7 +95,7 @@ class AsyncStream:
         except InvalidStatus as exc:
             response = exc.response
             raise error_from_response(
-                response.status_code, response.body or b"", url=public_url(self.url)
+                response.status_code, bytes(response.body or b""), url=public_url(self.url)
             ) from None
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
             raise PulseConnectionError(
@@ -408,7 +408,7 @@ def _as_async_frames(source: AudioSource) -> AsyncIterator[bytes]:
     if isinstance(source, AsyncIterable):
         return aiter(source)
     if isinstance(source, Sequence):
-        return _from_sequence(source)
+        return _from_sequence(cast(Sequence[bytes], source))
     if isinstance(source, Iterable):
         return _from_iterable(source)
     raise TypeError(

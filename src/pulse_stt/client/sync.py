@@ -30,6 +30,11 @@ from pulse_stt.client.streaming import AsyncPulseClient, AsyncStream, AudioSourc
 T = TypeVar("T")
 
 
+async def _next(generator: AsyncIterator[T]) -> T:
+    """`anext` as a coroutine (what run_coroutine_threadsafe takes)."""
+    return await anext(generator)
+
+
 class _LoopThread:
     """An event loop running on a daemon thread, for one client."""
 
@@ -50,7 +55,7 @@ class _LoopThread:
         try:
             while True:
                 try:
-                    item = self.run(anext(generator))  # type: ignore[arg-type]
+                    item = self.run(_next(generator))
                 except StopAsyncIteration:
                     return
                 yield item

@@ -34,9 +34,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
-from typing import Literal
 
 from pulse_stt.engine.types import DecodeJob, Hypothesis
+from pulse_stt.protocol import PassKind
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ DecodeFn = Callable[[DecodeJob], Hypothesis]
 BatchDecodeFn = Callable[[list[DecodeJob]], list["Hypothesis | BaseException"]]
 BatchKeyFn = Callable[[DecodeJob], object]
 _Item = tuple[DecodeJob, "Future[Hypothesis | None]"]
-PassKind = Literal["partial", "final", "file"]
 
 
 @dataclass(frozen=True)
@@ -73,9 +72,7 @@ Clock = Callable[[], float]  # seconds, monotonic
 def pass_kind(job: DecodeJob) -> PassKind:
     """Whole-file passes are `file`; final-quality live passes (speculative ones included,
     they decode exactly as a final) are `final`; the rest `partial`."""
-    if job.batch:
-        return "file"
-    return "final" if job.is_final else "partial"
+    return job.pass_kind
 
 
 class SchedulerClosedError(RuntimeError):

@@ -28,6 +28,7 @@ import math
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import ctranslate2
 import numpy as np
@@ -43,12 +44,12 @@ from pulse_stt.engine.guard import (
     judge,
 )
 from pulse_stt.engine.types import DecodeJob, Hypothesis, Word
+from pulse_stt.protocol import MODEL_RATE
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
-WINDOW_SAMPLES = 30 * SAMPLE_RATE
-_MIN_DECODE_SAMPLES = SAMPLE_RATE // 10  # under 100 ms there is no word to find
+WINDOW_SAMPLES = 30 * MODEL_RATE
+_MIN_DECODE_SAMPLES = MODEL_RATE // 10  # under 100 ms there is no word to find
 
 _BASE_OPTIONS = TranscriptionOptions(
     beam_size=5,
@@ -100,14 +101,14 @@ class WindowPolicy:
         minimum = self.final_min_s if final else self.partial_min_s
         if minimum >= 30:
             return WINDOW_SAMPLES
-        needed = audio_samples / SAMPLE_RATE + self.padding_s
+        needed = audio_samples / MODEL_RATE + self.padding_s
         seconds = max(minimum, math.ceil(needed / self.step_s) * self.step_s)
-        return min(WINDOW_SAMPLES, int(seconds * SAMPLE_RATE))
+        return min(WINDOW_SAMPLES, int(seconds * MODEL_RATE))
 
 
 def _token_cap(audio_samples: int) -> int:
     """Speech runs at 3-4 tokens a second; 10 a second leaves room for fast talkers."""
-    return 10 + int(10 * audio_samples / SAMPLE_RATE)
+    return 10 + int(10 * audio_samples / MODEL_RATE)
 
 
 @dataclass
@@ -355,7 +356,9 @@ class WhisperTranscriber:
 
     def _align(self, item: _Prepared, tokens: list[int]) -> tuple[Word, ...]:
         n = item.audio.size
-        segment = [{"seek": 0, "start": 0.0, "end": n / SAMPLE_RATE, "tokens": tokens}]
+        segment: list[dict[str, Any]] = [
+            {"seek": 0, "start": 0.0, "end": n / MODEL_RATE, "tokens": tokens}
+        ]
         self.model.add_word_timestamps(
             [segment],
             item.tokenizer,
@@ -365,7 +368,7 @@ class WhisperTranscriber:
             _BASE_OPTIONS.append_punctuations,
             last_speech_timestamp=0.0,
         )
-        duration = n / SAMPLE_RATE
+        duration = n / MODEL_RATE
         return tuple(
             Word(
                 text=w["word"].strip(),

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pulse_stt.protocol import JobKind, PassKind
+
 
 @dataclass(frozen=True)
 class Word:
@@ -33,14 +35,28 @@ class DecodeJob:
 
     session_id: str
     audio: np.ndarray
-    is_final: bool
+    kind: JobKind  # decides the pass's quality settings and its queue (see JobKind)
     language: str | None  # fixed language, or None to detect among `candidates`
     candidates: tuple[str, ...] = ()
     word_timestamps: bool = False
     hotwords: str | None = None
     pro: bool = False  # the whole-file `pulse-pro` configuration
-    batch: bool = False  # whole-file work: queued behind live finals, never coalesced
     prompt: str | None = None  # text that preceded this audio (context for the decoder)
-    # A final-quality pass started at a pause, before the turn is known to be over: queued
-    # and coalesced like a partial until a final `promote`s it.
-    speculative: bool = False
+
+    @property
+    def is_final(self) -> bool:
+        """Decoded with final quality (speculative and whole-file passes included)."""
+        return self.kind.final_quality
+
+    @property
+    def speculative(self) -> bool:
+        return self.kind is JobKind.SPECULATIVE
+
+    @property
+    def batch(self) -> bool:
+        """Whole-file work: queued behind live finals, never coalesced."""
+        return self.kind is JobKind.FILE
+
+    @property
+    def pass_kind(self) -> PassKind:
+        return self.kind.pass_kind

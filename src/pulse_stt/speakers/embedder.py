@@ -12,9 +12,9 @@ import threading
 
 import numpy as np
 
+from pulse_stt.protocol import MODEL_RATE
 from pulse_stt.speakers.encoder import (
     HOP,
-    SAMPLE_RATE,
     TurnWindows,
     VoiceEncoder,
     voiced_share,
@@ -69,10 +69,10 @@ class TurnEmbedder:
                 self._cache.clear()
         results = {**cached, **fresh}
         rows = [results[(utterance, *r)] for r in ranges]
-        seconds = HOP / SAMPLE_RATE
+        seconds = HOP / MODEL_RATE
         return TurnWindows(
             offset=offset,
-            duration=audio.size / SAMPLE_RATE,
+            duration=audio.size / MODEL_RATE,
             starts=np.array([offset + s * seconds for s, _ in ranges]),
             ends=np.array([offset + e * seconds for _, e in ranges]),
             embeddings=np.stack([r[0] for r in rows]) if rows else np.zeros((0, 256), np.float32),

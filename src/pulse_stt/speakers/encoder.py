@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from pulse_stt.protocol import MODEL_RATE
 from pulse_stt.speakers.weights import (
     SpeakerWeightsError,
     bundled_weights_path,
     load_legacy_torch_checkpoint,
 )
 
-SAMPLE_RATE = 16_000
 HOP = 160  # 10 ms
 N_FFT = 400  # 25 ms
 N_MELS = 40
@@ -49,7 +49,7 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     )
 
 
-def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
+def mel_filterbank(sr: int = MODEL_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
     """Triangular Slaney-normalised filters, shape (n_mels, n_fft // 2 + 1)."""
     fft_freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
     mel_points = _mel_to_hz(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from pulse_stt.protocol import MODEL_RATE
 from pulse_stt.stream.vad import FRAME_SAMPLES
 
 
@@ -36,7 +37,7 @@ class EndpointerConfig:
 
 class Endpointer:
     def __init__(self, config: EndpointerConfig) -> None:
-        frame_ms = FRAME_SAMPLES * 1000 / 16_000
+        frame_ms = FRAME_SAMPLES * 1000 / MODEL_RATE
         self._onset = config.threshold
         self._offset = max(config.threshold - 0.15, 0.01)
         self._min_speech_frames = max(1, round(config.min_speech_ms / frame_ms))

@@ -14,10 +14,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pulse_stt.audio.resample import MODEL_RATE
 from pulse_stt.engine.engine import Engine
 from pulse_stt.engine.types import DecodeJob, Hypothesis
-from pulse_stt.protocol import FileParams
+from pulse_stt.protocol import MODEL_RATE, FileParams, JobKind
 from pulse_stt.speakers.embedder import TurnEmbedder
 from pulse_stt.speakers.encoder import TurnWindows, VoiceEncoder
 from pulse_stt.speakers.tracker import SpeakerTrack, label_file
@@ -91,12 +90,11 @@ def transcribe_audio_chunks(
             job = DecodeJob(
                 session_id=request_id,
                 audio=work.audio,
-                is_final=True,
+                kind=JobKind.FILE,
                 language=params.language.fixed,
                 candidates=params.language.candidates,
                 word_timestamps=want_words,
                 pro=params.pro,
-                batch=True,
                 prompt=" ".join(previous_text[-2:]) if params.pro and previous_text else None,
             )
             in_flight.append((work, engine.submit(job)))

@@ -328,9 +328,8 @@ class LiveStream:
         job = DecodeJob(
             session_id=self.session_id,
             audio=audio,
+            kind=work.kind,
             prompt=request.prompt if request is not None else None,
-            is_final=final_pass,
-            speculative=work.speculative,
             language=language.fixed
             or (None if final_pass else self._languages.get(work.utterance)),
             candidates=language.candidates,

@@ -88,13 +88,13 @@ def _snap(tokens: list[Token], keyword: Keyword) -> list[Token]:
     out: list[Token] = []
     i = 0
     while i < len(tokens):
-        width = chosen.get(i)
-        if width is None:
+        span = chosen.get(i)
+        if span is None:
             out.append(tokens[i])
             i += 1
             continue
-        window = tokens[i : i + width]
+        window = tokens[i : i + span]
         trail = _TRAIL.search(window[-1].text)
         out.extend(span_tokens(window, [keyword.phrase + (trail.group() if trail else "")]))
-        i += width
+        i += span
     return out

@@ -43,7 +43,7 @@ import numpy as np
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from pulse_stt.audio.resample import MODEL_RATE as RATE
+from pulse_stt.protocol import MODEL_RATE as RATE
 from tests.support.soak.inputs import (
     BEHAVIOURS,
     MALFORMED_TEXT,

@@ -10,8 +10,8 @@ from typing import Literal
 
 import numpy as np
 
-from pulse_stt.audio.resample import MODEL_RATE as RATE
 from pulse_stt.client.sources import pcm16
+from pulse_stt.protocol import MODEL_RATE as RATE
 
 OPUS_PACKET_S = 0.02  # the packets made here are 20 ms each
 
