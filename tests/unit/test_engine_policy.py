@@ -126,3 +126,19 @@ def test_silence_outranks_a_loop() -> None:
     # A looped decode of silence is silence: dropped without the costly 30 s redo.
     v = verdict("you you you you", tokens=4, no_speech_prob=0.8, avg_logprob=-1.4)
     assert v is Verdict.SILENT
+
+
+def test_the_full_window_pass_is_judged_as_offline_whisper_judges_it() -> None:
+    """A phrase said twice is a loop on a short window (the final is redone), but the
+    offline-style 30 s pass keeps it; Whisper's own compression check still applies."""
+    said_twice = "I don't know, I don't know what to say."
+    assert verdict(said_twice) is Verdict.LOOPED
+    assert (
+        judge(said_twice, tokens=12, avg_logprob=-0.3, no_speech_prob=0.01, full_window=True)
+        is Verdict.KEEP
+    )
+    babble = "la-" * 40 + "la"
+    assert (
+        judge(babble, tokens=80, avg_logprob=-0.3, no_speech_prob=0.01, full_window=True)
+        is Verdict.LOOPED
+    )

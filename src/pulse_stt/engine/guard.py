@@ -4,8 +4,13 @@ A pass's text is judged on the figures Whisper itself uses (no-speech probabilit
 average log-probability, gzip compression ratio) plus two of ours: a loop found in the
 words (`repeats_itself`) and a token cap hit on a short window. The transcriber acts on
 the verdict the same way on every path: silence, loops and empty output are dropped; a
-final whose short-window pass is looped or unsure is redone on the full 30 s window, and
-that pass is judged by these same rules.
+final whose short-window pass is looped or unsure is redone on the full 30 s window.
+
+That redo (and every `pulse-pro` pass) decodes exactly as offline faster-whisper does, so
+it is judged as offline Whisper judges: our two loop heuristics are left out there
+(`full_window=True`). They exist to catch a short window's decoding loops cheaply; on the
+full window a phrase said twice ("I don't know, I don't know") is speech, and Whisper's
+compression-ratio check with temperature fallback already guards against loops.
 """
 
 from __future__ import annotations
@@ -44,15 +49,16 @@ def judge(
     avg_logprob: float,
     no_speech_prob: float,
     token_cap: int | None = None,
+    full_window: bool = False,
 ) -> Verdict:
-    """The verdict on one pass's text; `token_cap`: the pass's token limit (None: none)."""
+    """The verdict on one pass's text; `token_cap`: the pass's token limit (None: none);
+    `full_window`: the offline-style 30 s pass (Whisper's own rules only, see above)."""
     if no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD:
         return Verdict.SILENT
-    if (
-        compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD
-        or repeats_itself(text)
-        or (token_cap is not None and tokens >= token_cap)
-    ):
+    looped_here = not full_window and (
+        repeats_itself(text) or (token_cap is not None and tokens >= token_cap)
+    )
+    if compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD or looped_here:
         return Verdict.LOOPED
     if tokens == 0:
         return Verdict.EMPTY

@@ -13,8 +13,9 @@ Two measured facts shape it (bench/engine_passes.py, 2-core CPU, Whisper base in
   1-3 s of padding tripled WER). From a 15 s window up, WER equals the 30 s one. So every
   pass gets a window of at least `min_window_s`, in 5 s steps, and a final whose short
   pass shows a loop, a low log-probability or a hit token cap is redone on the full 30 s
-  window exactly as offline faster-whisper decodes it. Both passes are judged by the
-  same guard (engine/guard.py), which drops silence, loops and empty output.
+  window exactly as offline faster-whisper decodes it. Both passes are judged by one
+  guard (engine/guard.py), which drops silence, loops and empty output; the full-window
+  pass by Whisper's own rules only, as offline decoding judges it.
 - The decoder, not the encoder, dominates a pass (~10 ms a token greedy, ~15-20 ms with
   beam 5), and it batches well on CPU: 8 finals decode together in about twice the time
   of one. Encoding does not batch on CPU (it is compute-bound), so each job is encoded on
@@ -340,7 +341,7 @@ class WhisperTranscriber:
             tokens=len(tokens),
             avg_logprob=avg_logprob,
             no_speech_prob=result.no_speech_prob,
-            token_cap=None,  # generate_with_fallback decodes without our token cap
+            full_window=True,  # judged as offline Whisper judges it (see engine/guard.py)
         )
         return self._hypothesis(item, text, tokens, verdict)
 
