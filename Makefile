@@ -56,17 +56,15 @@ $(FIXTURES)/$(PYANNOTE_SDIST)/.extracted: | $(BIN)/python
 	@touch $@
 
 ## test: lint, format and type checks, then the whole suite (unit + end-to-end, real model)
-test: dev test-deps test-fixtures install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy
+test: dev test-deps test-fixtures install lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## test-unit: the unit tests only (no server, no model; everything under tests/e2e is marked e2e)
 test-unit: dev test-deps
 	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
-lint:
+## lint: ruff's rules and its formatting, checked (`make format` fixes what it can)
+lint: dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
