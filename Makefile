@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 TEST_DEBS := pocketsphinx-testdata espeak-ng sox opus-tools postgresql chromium chromium-driver nginx
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: serve install dev test test-unit test-deps test-fixtures lint typecheck format docs bench clean
+.PHONY: serve install dev clients test test-unit test-deps test-fixtures lint typecheck format docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,8 +55,19 @@ $(FIXTURES)/$(PYANNOTE_SDIST)/.extracted: | $(BIN)/python
 		'$(PYANNOTE_SDIST)/tests/data/*' '$(PYANNOTE_SDIST)/src/pyannote/audio/sample/*'
 	@touch $@
 
+## clients: the ecosystem's Pulse clients (LiveKit Agents' plugin, Pipecat, the official SDK)
+## at the versions pinned in tests/support/clients/requirements.txt, in their own virtual
+## environment (they pin soxr and protobuf below ours); tests/e2e/test_clients.py runs them
+CLIENTS_VENV ?= .venv-clients
+CLIENTS_REQ := tests/support/clients/requirements.txt
+clients: $(CLIENTS_VENV)/.installed
+$(CLIENTS_VENV)/.installed: $(CLIENTS_REQ)
+	$(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/python -m pip --disable-pip-version-check -q install -r $(CLIENTS_REQ)
+	@touch $@
+
 ## test: lint, format and type checks, then the whole suite (unit + end-to-end, real model)
-test: dev test-deps test-fixtures install lint typecheck
+test: dev test-deps test-fixtures install clients lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## test-unit: the unit tests only (no server, no model; everything under tests/e2e is marked e2e)
@@ -81,4 +92,4 @@ format:
 	$(BIN)/ruff check --fix src tests bench
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENTS_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
