@@ -11,6 +11,7 @@ server's side (`pulse_stt_sessions_total`). docs/CLIENTS.md is the page for user
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,31 @@ def test_pipecat_pipeline_with_vad_frames_and_a_long_hold(
     assert corpus_wer([turns[1].text], [" ".join(t["text"] for t in second)]) <= 0.25, texts
 
 
+def test_pipecat_pulse_2_setting(server: Server, clips: list[Clip], tmp_path: Path):
+    """Pipecat's other model, `SmallestSTTModel.PULSE_2` (English only), the one setting
+    changed: accepted as an alias of pulse, so the service stays usable and transcribes."""
+    turns = [clips[1], clips[4]]  # 3.0 s and 3.3 s, 16 words
+    before = sessions(server)
+    result = run_client(
+        "pipecat_pipeline.py",
+        "--base-url",
+        server.ws,
+        "--key",
+        server.key,
+        *turn_files(turns, tmp_path),
+        "--hold",
+        "1",
+        "--model",
+        "pulse-2",
+        timeout=90,
+    )
+
+    assert result["error_frames"] == [] and result["pipeline_errors"] == [], failure(result)
+    assert sessions(server) - before == 1, failure(result)
+    texts = [t["text"] for t in result["transcripts"]]
+    assert corpus_wer([" ".join(c.text for c in turns)], [" ".join(texts)]) <= MAX_WER, texts
+
+
 def test_sdk_rest_transcribes_a_file(server: Server, clips: list[Clip], tmp_path: Path):
     """`client.waves.speech_to_text.transcribe(model="pulse", language="en", request=bytes)`,
     the SDK's two required arguments and nothing else: its typed response, the words right,
@@ -166,3 +192,48 @@ def test_sdk_streaming_helper(server: Server, clips: list[Clip], tmp_path: Path)
     assert corpus_wer([reference], [" ".join(finals)]) <= MAX_WER, finals
     # Every message parsed as the SDK's transcription type (no diarization asked for).
     assert {e["class"] for e in events} == {"TranscriptionEvent"}, events
+
+
+def test_sdk_streaming_helper_typed_options(server: Server, clips: list[Clip], tmp_path: Path):
+    """The helper's typed keywords that the hosted API documents and pulse-stt used to
+    refuse or ignore, as the helper puts them on the wire: redaction as lists of entity
+    kinds (comma-joined), the `multi-asian` language group, `vad` (alias of vad_events),
+    `vad_threshold`, `vad_min_speech_ms`; with diarization, whose integer `speaker` ids
+    pulse-stt keeps (docs/CLIENTS.md: the SDK's types say string)."""
+    turns = [clips[1], clips[2]]  # no names or numbers in them: redaction leaves them whole
+    options = {
+        "language": "multi-asian",
+        "redact_pii": ["first_name", "last_name", "phone_number"],
+        "redact_pci": ["credit_card", "cvv"],
+        "vad": True,
+        "vad_threshold": 0.5,
+        "vad_min_speech_ms": 150,
+        "diarize": True,
+        "word_timestamps": True,
+    }
+    result = run_client(
+        "sdk.py",
+        "stream",
+        "--url",
+        server.http,
+        "--key",
+        server.key,
+        *turn_files(turns, tmp_path),
+        "--options",
+        json.dumps(options),
+        timeout=120,
+    )
+    events = result["events"]
+
+    assert result["send_error"] == [], failure(result)
+    assert not [e for e in events if e.get("type") == "error" or "error" in e], events
+    assert [e for e in events if e.get("is_last")] == events[-1:], events
+    kinds = [e.get("type") for e in events]
+    assert kinds.count("speech_started") == kinds.count("speech_ended") == len(turns), kinds
+    finals = [e for e in events if e.get("is_final") and e.get("transcript")]
+    reference = " ".join(c.text for c in turns)
+    text = " ".join(e["transcript"] for e in finals)
+    assert corpus_wer([reference], [text]) <= MAX_WER, text
+    assert {e["language"] for e in finals} == {"en"}, finals
+    speakers = [w["speaker"] for e in finals for w in e["words"]]
+    assert speakers and all(type(s) is int for s in speakers), finals

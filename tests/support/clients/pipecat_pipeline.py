@@ -5,7 +5,7 @@ would emit around each turn, a long hold without audio between turns, every
 (tests/support/clients/__init__.py); prints one JSON object on stdout.
 
     pipecat_pipeline.py --base-url ws://127.0.0.1:PORT --key KEY \
-        --turn a.raw --turn b.raw [--hold 14] [--settle 2.5]
+        --turn a.raw --turn b.raw [--hold 14] [--settle 2.5] [--model pulse-2]
 
 Each turn is raw PCM16 little-endian mono 16 kHz. Only `base_url` and `api_key` differ from
 the service's defaults.
@@ -79,7 +79,9 @@ async def main(args: argparse.Namespace, turns: list[bytes]) -> dict[str, object
     pipeline_errors: list[str] = []
     connection_events: list[dict[str, object]] = []
 
-    stt = SmallestSTTService(api_key=args.key, base_url=args.base_url)
+    # Defaults, unless a test names the one setting it is about (--model pulse-2).
+    settings = SmallestSTTService.Settings(model=args.model) if args.model else None
+    stt = SmallestSTTService(api_key=args.key, base_url=args.base_url, settings=settings)
     for name in ("on_connected", "on_disconnected", "on_connection_error"):
 
         def handler(_service: object, *rest: object, name: str = name) -> None:
@@ -170,5 +172,6 @@ if __name__ == "__main__":
     parser.add_argument("--turn", action="append", required=True)
     parser.add_argument("--hold", type=float, default=14.0)
     parser.add_argument("--settle", type=float, default=2.5)
+    parser.add_argument("--model", help="SmallestSTTService.Settings(model=...); default: none")
     ns = parser.parse_args()
     print(json.dumps(asyncio.run(main(ns, [Path(p).read_bytes() for p in ns.turn]))))

@@ -5,6 +5,7 @@
 
     sdk.py rest   --url http://127.0.0.1:PORT --key KEY --file audio.wav
     sdk.py stream --url http://127.0.0.1:PORT --key KEY --turn a.raw --turn b.raw [--gap 1.5]
+        [--options '{"redact_pci": ["credit_card"], "vad": true}']
 
 Turns are raw PCM16 little-endian mono 16 kHz. Only the environment (base URLs) and the key
 differ from the SDK's defaults.
@@ -59,7 +60,10 @@ def stream(args: argparse.Namespace) -> dict[str, object]:
     events: list[dict[str, object]] = []
     send_error: list[str] = []
     t0 = time.monotonic()
-    with stream_speech_to_text(client(args.url, args.key), language="en") as socket:
+    # The helper's defaults: only `language` is required. --options names typed keywords
+    # of the helper (JSON), for the tests about what it can send.
+    options = {"language": "en", **json.loads(args.options)}
+    with stream_speech_to_text(client(args.url, args.key), **options) as socket:
 
         def send() -> None:
             try:
@@ -100,6 +104,7 @@ if __name__ == "__main__":
     stream_parser.add_argument("--turn", action="append", required=True)
     stream_parser.add_argument("--gap", type=float, default=1.5)
     stream_parser.add_argument("--speed", type=float, default=2.0, help="times real time")
+    stream_parser.add_argument("--options", default="{}", help="the helper's keywords, JSON")
     for p in (rest_parser, stream_parser):
         p.add_argument("--url", required=True)
         p.add_argument("--key", required=True)
