@@ -133,6 +133,24 @@ class Settings(BaseSettings):
         description='Let REST `{"url": ...}` fetch loopback/private/link-local addresses.',
     )
     url_timeout_s: float = Field(60.0, gt=0, description="Time limit for fetching a REST url.")
+    webhook_attempts: int = Field(
+        5,
+        ge=1,
+        le=20,
+        description="Pulse Pro webhook mode: most delivery attempts of one result (a 2xx "
+        "answer ends them; connection errors, timeouts, 408, 429 and 5xx are retried).",
+    )
+    webhook_backoff_s: float = Field(
+        1.0,
+        gt=0,
+        le=300,
+        description="Wait before the first webhook retry; it doubles for each further retry "
+        "(capped at 60 s). The receiver's address is checked like a REST url "
+        "(allow_private_urls).",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Time limit of one webhook delivery attempt."
+    )
     idle_timeout_s: float = Field(
         15.0,
         gt=0,

@@ -19,6 +19,12 @@ ENCODINGS: tuple[Encoding, ...] = ("linear16", "linear32", "alaw", "mulaw", "opu
 SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 44100, 48000)
 NUMERALS: tuple[Numerals, ...] = ("auto", "true", "false")
 MULTI_EU_LANGUAGES: tuple[str, ...] = ("de", "en", "fr", "it", "nl", "pt", "ru", "es")
+# The hosted groups, less what Whisper does not know: the hosted `multi-indic` also
+# covers Odia (`or`), which Whisper has no token for.
+MULTI_INDIC_LANGUAGES: tuple[str, ...] = ("en", "hi", "gu", "mr", "bn")
+MULTI_ASIAN_LANGUAGES: tuple[str, ...] = ("zh", "ko", "ja", "en")
+# `model=pulse-2` is the hosted English-only model: an alias of `pulse` pinned to English.
+ENGLISH_ONLY_MODELS: tuple[str, ...] = ("pulse-2",)
 MAX_KEYWORDS = 100
 EXTERNAL_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
@@ -44,6 +50,71 @@ class ErrorKind(StrEnum):
     OVERLOADED = "overloaded"
     SESSION_TOO_LONG = "session_too_long"
     SLOW_READER = "slow_reader"
+
+
+class RedactEntity(StrEnum):
+    """A kind of entity `redact_pii` / `redact_pci` can be asked to redact by name."""
+
+    FIRST_NAME = "first_name"  # [FIRSTNAME_n]
+    LAST_NAME = "last_name"  # [LASTNAME_n]
+    PHONE_NUMBER = "phone_number"  # [PHONENUMBER_n]
+    EMAIL = "email"  # [EMAIL_n]
+    ADDRESS = "address"  # [ADDRESS_n]: street addresses
+    CREDIT_CARD = "credit_card"  # [ACCOUNTNUMBER_n]: card numbers (Luhn, or said "card")
+    CVV = "cvv"  # [ACCOUNTNUMBER_n]
+    EXPIRY_DATE = "expiry_date"  # [ACCOUNTNUMBER_n]: a card's expiry
+    IBAN = "iban"  # [ACCOUNTNUMBER_n]
+    ACCOUNT_NUMBER = "account_number"  # [ACCOUNTNUMBER_n]: account and routing numbers
+    ZIP_CODE = "zip_code"  # [ADDRESS_n]
+
+
+PII_ENTITIES = frozenset(
+    {
+        RedactEntity.FIRST_NAME,
+        RedactEntity.LAST_NAME,
+        RedactEntity.PHONE_NUMBER,
+        RedactEntity.EMAIL,
+        RedactEntity.ADDRESS,
+    }
+)
+PCI_ENTITIES = frozenset(RedactEntity) - PII_ENTITIES
+# Other spellings clients use (the redaction token names, Presidio's entity names, short
+# forms), each for the kinds it means. Matched after lower-casing and '-'/' ' -> '_'.
+REDACT_ALIASES: dict[str, frozenset[RedactEntity]] = {
+    "name": frozenset({RedactEntity.FIRST_NAME, RedactEntity.LAST_NAME}),
+    "person": frozenset({RedactEntity.FIRST_NAME, RedactEntity.LAST_NAME}),
+    "firstname": frozenset({RedactEntity.FIRST_NAME}),
+    "lastname": frozenset({RedactEntity.LAST_NAME}),
+    "surname": frozenset({RedactEntity.LAST_NAME}),
+    "phone": frozenset({RedactEntity.PHONE_NUMBER}),
+    "phonenumber": frozenset({RedactEntity.PHONE_NUMBER}),
+    "email_address": frozenset({RedactEntity.EMAIL}),
+    "street_address": frozenset({RedactEntity.ADDRESS}),
+    "card": frozenset({RedactEntity.CREDIT_CARD}),
+    "card_number": frozenset({RedactEntity.CREDIT_CARD}),
+    "creditcard": frozenset({RedactEntity.CREDIT_CARD}),
+    "credit_card_number": frozenset({RedactEntity.CREDIT_CARD}),
+    "cvc": frozenset({RedactEntity.CVV}),
+    "security_code": frozenset({RedactEntity.CVV}),
+    "expiry": frozenset({RedactEntity.EXPIRY_DATE}),
+    "expiration_date": frozenset({RedactEntity.EXPIRY_DATE}),
+    "iban_code": frozenset({RedactEntity.IBAN}),
+    "accountnumber": frozenset({RedactEntity.ACCOUNT_NUMBER}),
+    "bank_account": frozenset({RedactEntity.ACCOUNT_NUMBER}),
+    "us_bank_number": frozenset({RedactEntity.ACCOUNT_NUMBER}),
+    "routing_number": frozenset({RedactEntity.ACCOUNT_NUMBER}),
+    "zip": frozenset({RedactEntity.ZIP_CODE}),
+    "zipcode": frozenset({RedactEntity.ZIP_CODE}),
+    "postal_code": frozenset({RedactEntity.ZIP_CODE}),
+}
+
+
+class WebhookOutcome(StrEnum):
+    """How a Pulse Pro webhook delivery ended (`pulse_stt_webhook_deliveries_total`)."""
+
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # every attempt failed, or the receiver refused (4xx) or is not public
+    ABORTED = "aborted"  # the server shut down before the job could finish
 
 
 class FinalReason(StrEnum):
@@ -107,8 +178,10 @@ class TextOptions:
     word_timestamps: bool
     sentence_timestamps: bool = False
     diarize: bool = False
-    redact_pii: bool = False
-    redact_pci: bool = False
+    # What to redact, by kind: `redact_pii=true` is PII_ENTITIES, `redact_pci=true` is
+    # PCI_ENTITIES, a list is those kinds; empty (false) redacts nothing.
+    redact_pii: frozenset[RedactEntity] = frozenset()
+    redact_pci: frozenset[RedactEntity] = frozenset()
     numerals: Numerals = "auto"
     itn_normalize: bool = False
     punctuate: bool = True
@@ -145,3 +218,13 @@ class FileParams:
     pro: bool
     language: LanguageChoice
     text: TextOptions
+    webhook: Webhook | None = None  # pulse-pro only: answer at once, deliver the result there
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """Where a Pulse Pro result goes (`webhook_url`, `webhook_method`, `webhook_extra`)."""
+
+    url: str
+    method: Literal["POST", "GET"] = "POST"
+    extra: str | None = None

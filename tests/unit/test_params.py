@@ -17,8 +17,6 @@ BOOL_PARAMS = (
     "word_timestamps",
     "sentence_timestamps",
     "diarize",
-    "redact_pii",
-    "redact_pci",
     "itn_normalize",
     "punctuate",
     "capitalize",
@@ -67,7 +65,7 @@ def test_defaults(legacy_path: bool) -> None:
     text = params.text
     assert (text.punctuate, text.capitalize, text.format) == (True, True, True)
     assert (text.itn_normalize, text.diarize, text.sentence_timestamps) == (False, False, False)
-    assert (text.redact_pii, text.redact_pci) == (False, False)
+    assert (text.redact_pii, text.redact_pci) == (frozenset(), frozenset())
     assert text.numerals == "auto"
 
 

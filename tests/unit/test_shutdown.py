@@ -19,6 +19,7 @@ from uvicorn.lifespan.off import LifespanOff
 from pulse_stt.api.app import create_app
 from pulse_stt.api.drain import SessionDrain
 from pulse_stt.api.shutdown import GracefulServer
+from pulse_stt.api.webhook import WebhookJobs
 from pulse_stt.config import Settings
 from pulse_stt.ops.metrics import ServerMetrics
 
@@ -137,6 +138,7 @@ def graceful(grace_s: float, *sessions: float | None) -> tuple[GracefulServer, S
     closed: list[str] = []
     ctx = SimpleNamespace(
         drain=SessionDrain(),
+        webhooks=WebhookJobs(),
         settings=SimpleNamespace(shutdown_grace_s=grace_s),
         engine=SimpleNamespace(close=lambda: closed.append("pulse")),
         pro_engine=None,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pulse_stt.api.admission import Admission
 from pulse_stt.api.drain import SessionDrain
 from pulse_stt.api.params import ParamError
+from pulse_stt.api.webhook import WebhookJobs
 from pulse_stt.config import Settings
 from pulse_stt.engine.engine import Engine
 from pulse_stt.ops.metrics import ServerMetrics
@@ -39,6 +40,7 @@ class ServerContext:
     speaker_problem: str = ""  # why there is no speaker encoder
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # this server's registry
     drain: SessionDrain = field(default_factory=SessionDrain)  # live sessions; shutting down?
+    webhooks: WebhookJobs = field(default_factory=WebhookJobs)  # Pulse Pro jobs in flight
     # Decoding, resampling and VAD of incoming frames: light but not free, so off the loop.
     dsp_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsp")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -62,21 +63,40 @@ async def _resolve_checked(host: str, port: int, allow_private: bool) -> str:
     return addresses[0]
 
 
+@dataclass(frozen=True)
+class PinnedUrl:
+    """A URL whose host was resolved and checked: connect to `url` (the checked address),
+    sending `host` as the Host header and `sni` as the TLS server name."""
+
+    url: str
+    host: str
+    sni: str
+
+
+async def pin_url(url: str, *, allow_private: bool) -> PinnedUrl:
+    """Check an http(s) URL's scheme and every address of its host; the URL rewritten to the
+    checked address, so DNS cannot change between the check and the connection."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError("url must be an absolute http:// or https:// URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = await _resolve_checked(parts.hostname, port, allow_private)
+    pinned_host = f"[{address}]" if ":" in address else address
+    pinned = urlunsplit(parts._replace(netloc=f"{pinned_host}:{port}"))
+    return PinnedUrl(pinned, parts.netloc.rsplit("@", 1)[-1], parts.hostname)
+
+
 async def fetch_url(url: str, *, max_bytes: int, timeout_s: float, allow_private: bool) -> bytes:
     for _ in range(_MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchError("url must be an absolute http:// or https:// URL")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = await _resolve_checked(parts.hostname, port, allow_private)
-        pinned_host = f"[{address}]" if ":" in address else address
-        pinned = urlunsplit(parts._replace(netloc=f"{pinned_host}:{port}"))
-        headers = {"Host": parts.netloc.rsplit("@", 1)[-1]}
+        target = await pin_url(url, allow_private=allow_private)
         try:
             async with (
                 httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client,
                 client.stream(
-                    "GET", pinned, headers=headers, extensions={"sni_hostname": parts.hostname}
+                    "GET",
+                    target.url,
+                    headers={"Host": target.host},
+                    extensions={"sni_hostname": target.sni},
                 ) as response,
             ):
                 if response.is_redirect and "location" in response.headers:

@@ -10,14 +10,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from typing import cast
+from urllib.parse import urlsplit
 
 from pulse_stt.protocol import (
     ENCODINGS,
+    ENGLISH_ONLY_MODELS,
     EXTERNAL_ID_RE,
     MAX_KEYWORDS,
     MODEL_RATE,
+    MULTI_ASIAN_LANGUAGES,
     MULTI_EU_LANGUAGES,
+    MULTI_INDIC_LANGUAGES,
     NUMERALS,
+    PCI_ENTITIES,
+    PII_ENTITIES,
+    REDACT_ALIASES,
     SAMPLE_RATES,
     Encoding,
     ErrorKind,
@@ -25,8 +32,10 @@ from pulse_stt.protocol import (
     Keyword,
     LanguageChoice,
     Numerals,
+    RedactEntity,
     StreamParams,
     TextOptions,
+    Webhook,
 )
 
 PULSE_PRO_STREAMING_MESSAGE = (
@@ -100,10 +109,34 @@ def _choice(query: Mapping[str, str], name: str, default: str, allowed: tuple[st
     return value
 
 
-def parse_language(query: Mapping[str, str]) -> LanguageChoice:
+LANGUAGE_GROUPS: dict[str, tuple[str, ...]] = {
+    "multi-eu": MULTI_EU_LANGUAGES,
+    "multi-indic": MULTI_INDIC_LANGUAGES,
+    "multi-asian": MULTI_ASIAN_LANGUAGES,
+}
+STREAMING_MODELS = ("pulse", *ENGLISH_ONLY_MODELS)
+FILE_MODELS = ("pulse", "pulse-pro", *ENGLISH_ONLY_MODELS)
+# Accepted for compatibility, validated, and without effect here (docs/PROTOCOL.md): the
+# emotion and gender models are not shipped; finals are never held back (no_format_delay).
+ACCEPTED_FLAGS = ("emotion_detection", "gender_detection", "no_format_delay")
+MAX_WEBHOOK_URL = 2048
+MAX_WEBHOOK_EXTRA = 8192
+
+
+def parse_language(query: Mapping[str, str], *, english_only: bool = False) -> LanguageChoice:
+    if english_only:  # model=pulse-2: English, and nothing else
+        raw = (query.get("language") or "en").strip().lower()
+        if raw != "en":
+            raise ParamError(
+                "language",
+                f"model {query.get('model')!r} is English-only; send language=en (or use "
+                f"model=pulse for {raw!r}).",
+                "en",
+            )
+        return LanguageChoice(raw, raw, (raw,))
     raw = (query.get("language") or "multi-eu").strip().lower()
-    if raw == "multi-eu":
-        return LanguageChoice(raw, None, MULTI_EU_LANGUAGES)
+    if raw in LANGUAGE_GROUPS:
+        return LanguageChoice(raw, None, LANGUAGE_GROUPS[raw])
     languages = whisper_languages()
     if raw == "multi":
         return LanguageChoice(raw, None, languages)
@@ -112,8 +145,8 @@ def parse_language(query: Mapping[str, str]) -> LanguageChoice:
     raise ParamError(
         "language",
         f"language {raw!r} is not supported. Send an ISO 639-1 code the model knows "
-        "(e.g. en, de, fr, es), 'multi-eu' or 'multi'.",
-        "multi-eu, multi, " + ", ".join(languages),
+        "(e.g. en, de, fr, es), 'multi-eu', 'multi-indic', 'multi-asian' or 'multi'.",
+        ", ".join(["multi-eu", "multi", "multi-indic", "multi-asian", *languages]),
     )
 
 
@@ -159,6 +192,72 @@ def parse_keywords(raw: str | None) -> tuple[Keyword, ...]:
     return tuple(keywords)
 
 
+def parse_redact(query: Mapping[str, str], name: str) -> frozenset[RedactEntity]:
+    """`true` (every kind of the parameter's family), `false`, or a comma-separated list of
+    entity kinds (`protocol.RedactEntity` or an alias) from either family."""
+    raw = query.get(name)
+    if raw is None:
+        return frozenset()
+    value = raw.strip().lower()
+    if value in ("false", ""):
+        return frozenset()
+    if value == "true":
+        return PII_ENTITIES if name == "redact_pii" else PCI_ENTITIES
+    kinds: set[RedactEntity] = set()
+    for item in value.split(","):
+        key = item.strip().replace("-", "_").replace(" ", "_")
+        if not key:
+            continue
+        if key in RedactEntity.__members__.values():
+            kinds.add(RedactEntity(key))
+        elif key in REDACT_ALIASES:
+            kinds |= REDACT_ALIASES[key]
+        else:
+            allowed = ", ".join(["true", "false", *RedactEntity])
+            raise ParamError(
+                name,
+                f"{name} must be true, false or a comma-separated list of entity kinds; "
+                f"{item.strip()!r} is not a kind this server detects.",
+                allowed,
+            )
+    return frozenset(kinds)
+
+
+def check_accepted_flags(query: Mapping[str, str]) -> None:
+    """Validate the boolean parameters we accept but do not act on (ACCEPTED_FLAGS)."""
+    for name in ACCEPTED_FLAGS:
+        _bool(query, name, False)
+
+
+def parse_webhook(query: Mapping[str, str]) -> Webhook | None:
+    """`webhook_url` (+ `webhook_method` POST|GET, `webhook_extra`) of a Pulse Pro request.
+    Only the form is checked here; the address is checked when the result is delivered."""
+    url = query.get("webhook_url")
+    if url is None or not url.strip():
+        return None
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_WEBHOOK_URL:
+        raise ParamError(
+            "webhook_url",
+            f"webhook_url must be an absolute http:// or https:// URL of at most "
+            f"{MAX_WEBHOOK_URL} characters.",
+        )
+    method = (query.get("webhook_method") or "POST").strip().upper()
+    if method not in ("POST", "GET"):
+        raise ParamError(
+            "webhook_method",
+            f"webhook_method must be POST or GET; got {query.get('webhook_method')!r}.",
+            "POST, GET",
+        )
+    extra = query.get("webhook_extra")
+    if extra is not None and len(extra) > MAX_WEBHOOK_EXTRA:
+        raise ParamError(
+            "webhook_extra", f"webhook_extra is limited to {MAX_WEBHOOK_EXTRA} characters."
+        )
+    return Webhook(url, "POST" if method == "POST" else "GET", extra)
+
+
 def parse_text_options(query: Mapping[str, str], *, word_timestamps_default: bool) -> TextOptions:
     fmt = _bool(query, "format", True)
     punctuate = _bool(query, "punctuate", True)
@@ -171,8 +270,8 @@ def parse_text_options(query: Mapping[str, str], *, word_timestamps_default: boo
         word_timestamps=_bool(query, "word_timestamps", word_timestamps_default),
         sentence_timestamps=_bool(query, "sentence_timestamps", False),
         diarize=_bool(query, "diarize", False),
-        redact_pii=_bool(query, "redact_pii", False),
-        redact_pci=_bool(query, "redact_pci", False),
+        redact_pii=parse_redact(query, "redact_pii"),
+        redact_pci=parse_redact(query, "redact_pci"),
         numerals=numerals,
         itn_normalize=itn,
         punctuate=punctuate,
@@ -182,17 +281,24 @@ def parse_text_options(query: Mapping[str, str], *, word_timestamps_default: boo
 
 
 def check_streaming_model(query: Mapping[str, str]) -> None:
-    """`/waves/v1/stt/live` requires `model=pulse`; pulse-pro has no streaming worker."""
+    """`/waves/v1/stt/live` requires `model=pulse` (or its English-only alias `pulse-2`);
+    pulse-pro has no streaming worker."""
     raw = query.get("model")
     if raw is None or not raw.strip():
         raise ParamError("model", "model is required on this endpoint; send model=pulse.", "pulse")
     value = raw.strip().lower()
     if value == "pulse-pro":
         raise ParamError("model", PULSE_PRO_STREAMING_MESSAGE, "pulse")
-    if value != "pulse":
+    if value not in STREAMING_MODELS:
         raise ParamError(
-            "model", f"model {raw!r} is not a streaming model; send model=pulse.", "pulse"
+            "model",
+            f"model {raw!r} is not a streaming model; send model=pulse.",
+            ", ".join(STREAMING_MODELS),
         )
+
+
+def english_only(query: Mapping[str, str]) -> bool:
+    return (query.get("model") or "").strip().lower() in ENGLISH_ONLY_MODELS
 
 
 def parse_file_params(query: Mapping[str, str], *, legacy_path: bool) -> FileParams:
@@ -200,17 +306,21 @@ def parse_file_params(query: Mapping[str, str], *, legacy_path: bool) -> FilePar
     pro = False
     if not legacy_path:
         raw = (query.get("model") or "").strip().lower()
-        if raw not in ("pulse", "pulse-pro"):
+        if raw not in FILE_MODELS:
+            listed = ", ".join(FILE_MODELS)
             raise ParamError(
                 "model",
-                f"model must be pulse or pulse-pro on this endpoint; got {query.get('model')!r}.",
-                "pulse, pulse-pro",
+                f"model must be one of {listed} on this endpoint; got {query.get('model')!r}.",
+                listed,
             )
         pro = raw == "pulse-pro"
+    check_accepted_flags(query)
     return FileParams(
         pro=pro,
-        language=parse_language(query),
+        language=parse_language(query, english_only=not legacy_path and english_only(query)),
         text=parse_text_options(query, word_timestamps_default=False),
+        # Webhook mode is Pulse Pro's (as on the hosted API): model=pulse answers in-line.
+        webhook=parse_webhook(query) if pro else None,
     )
 
 
@@ -242,8 +352,9 @@ def parse_stream_params(query: Mapping[str, str], *, legacy_path: bool) -> Strea
         )
     vad_events = _bool(query, "vad_events", False)
     vad_alias = _bool(query, "vad", False)  # validated even when vad_events is set
+    check_accepted_flags(query)
     return StreamParams(
-        language=parse_language(query),
+        language=parse_language(query, english_only=not legacy_path and english_only(query)),
         encoding=cast(Encoding, _choice(query, "encoding", "linear16", ENCODINGS)),
         sample_rate=sample_rate,
         text=parse_text_options(query, word_timestamps_default=legacy_path),

@@ -3,29 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import email.message
 import json
 import logging
+import posixpath
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import unquote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from pulse_stt.api.admission import Refusal
+from pulse_stt.api.admission import Refusal, Slot
 from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
 from pulse_stt.api.bodies import BodyTooLargeError, loads_json, read_body
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.drain import unavailable_response
 from pulse_stt.api.fetch import FetchError, FetchTooLargeError, fetch_url
 from pulse_stt.api.params import ParamError, parse_file_params
-from pulse_stt.api.schemas import file_response, rest_error
+from pulse_stt.api.schemas import FileStats, file_response, rest_error
+from pulse_stt.api.webhook import (
+    DeliveryPolicy,
+    DeliveryResult,
+    deliver,
+    log_delivery,
+    webhook_payload,
+)
 from pulse_stt.audio.container import AudioTooLongError, iter_file_audio
 from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.engine.scheduler import SchedulerClosedError
-from pulse_stt.protocol import ErrorKind, FileParams
+from pulse_stt.protocol import ErrorKind, FileParams, Webhook, WebhookOutcome
 from pulse_stt.store.db import ApiKey
 from pulse_stt.stream.file import FileTranscription, transcribe_audio_chunks
 from pulse_stt.text.itn import NemoInverseNormalizer
@@ -46,19 +56,24 @@ class _RequestRecord:
     body_bytes: int = 0
     audio_s: float = 0.0
     transcript: str | None = None
+    webhook: bool = False
 
 
 async def file_endpoint(request: Request) -> JSONResponse:
-    """Transcribe a file; every answer, refusals included, is counted and logged."""
+    """Transcribe a file; every answer, refusals included, is counted and logged, and
+    carries the request's `request_id` (body and `X-Request-ID` header)."""
     ctx: ServerContext = request.app.state.ctx
     request_id = str(uuid.uuid4())
     started = time.monotonic()
     record = _RequestRecord()
     try:
         response = await _transcribe_file(request, request_id, record)
-    except Exception:  # a bug: Starlette answers 500 and uvicorn logs the traceback
-        ctx.metrics.rest_request(500, error=ErrorKind.INTERNAL, audio_seconds=record.audio_s)
-        raise
+    except Exception:  # a bug: logged with its traceback; the client gets a JSON 500
+        log.exception("rest request failed", extra={"request_id": request_id})
+        response = rest_error(
+            500, ErrorKind.INTERNAL, "internal error; quote the request_id when reporting it."
+        )
+    response = _with_request_id(response, request_id)
     status = response.status_code
     error = _error_kind(response) if status >= 400 else None
     ctx.metrics.rest_request(status, error=error, audio_seconds=record.audio_s)
@@ -73,9 +88,25 @@ async def file_endpoint(request: Request) -> JSONResponse:
         "audio_s": round(record.audio_s, 3),
         "duration_s": round(time.monotonic() - started, 3),
     }
+    if record.webhook:
+        fields["webhook"] = True
     if ctx.settings.log_transcripts and record.transcript is not None:
         fields["transcript"] = record.transcript
     log.info("rest request", extra=fields)
+    return response
+
+
+def _with_request_id(response: JSONResponse, request_id: str) -> JSONResponse:
+    """The answer with `request_id` in its JSON body (every body here is an object)."""
+    try:
+        body = json.loads(bytes(response.body))
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "request_id" not in body:
+        body["request_id"] = request_id
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        response = JSONResponse(body, status_code=response.status_code, headers=headers)
+    response.headers["X-Request-ID"] = request_id
     return response
 
 
@@ -105,28 +136,46 @@ async def _transcribe_file(
     except ParamError as exc:
         return JSONResponse(exc.to_json(), status_code=400)
     # A slot per key and per server (429 / 503 with Retry-After), taken before the body is
-    # read and held until the answer: REST requests count as sessions (api/admission.py).
+    # read and held until the answer (webhook mode: until the delivery is over): REST
+    # requests count as sessions (api/admission.py).
     admitted = ctx.admission.admit(key.id, ctx.engine_for(params.pro))
     if isinstance(admitted, Refusal):
         return admitted.response()
-    with admitted:
-        return await _transcribe_admitted(request, ctx, key, params, legacy, request_id, record)
+    job = _FileJob(ctx, key, params, legacy, request_id, record)
+    handed_off = False
+    try:
+        audio = await _read_audio(request, ctx, record)
+        if isinstance(audio, JSONResponse):
+            return audio
+        job.filename = audio.filename
+        if params.webhook is not None:
+            record.webhook = True
+            ctx.webhooks.start(_webhook_job(job, audio.data, params.webhook, admitted), request_id)
+            handed_off = True
+            return JSONResponse({"status": "processing", "request_id": request_id})
+        return await job.run(audio.data)
+    finally:
+        if not handed_off:
+            admitted.release()
 
 
-async def _transcribe_admitted(
-    request: Request,
-    ctx: ServerContext,
-    key: ApiKey,
-    params: FileParams,
-    legacy: bool,
-    request_id: str,
-    record: _RequestRecord,
-) -> JSONResponse:
+@dataclass(frozen=True)
+class _Audio:
+    data: bytes
+    filename: str | None
+
+
+async def _read_audio(
+    request: Request, ctx: ServerContext, record: _RequestRecord
+) -> _Audio | JSONResponse:
+    """The request's audio (its bytes, or the file at its JSON `url`), or the error answer."""
     limit = ctx.settings.max_upload_bytes
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    filename = _disposition_filename(request.headers.get("content-disposition"))
     try:
         if content_type == "application/json":
-            data = await _fetch_from_json(ctx, await read_body(request, _MAX_JSON_BODY))
+            url, data = await _fetch_from_json(ctx, await read_body(request, _MAX_JSON_BODY))
+            filename = posixpath.basename(unquote(urlsplit(url).path)) or None
         else:
             data = await read_body(request, limit)
     except BodyTooLargeError:
@@ -142,44 +191,123 @@ async def _transcribe_admitted(
             ErrorKind.EMPTY_BODY,
             'the request body is empty; send the audio file\'s bytes, or JSON {"url": "..."}.',
         )
-    started = datetime.now(UTC)
-    engine = ctx.engine_for(params.pro)
-    try:
-        result = await asyncio.to_thread(
-            lambda: transcribe_audio_chunks(
-                iter_file_audio(data, max_seconds=ctx.settings.max_file_audio_s),
-                engine=engine,
-                params=params,
-                request_id=request_id,
-                vad_threshold=ctx.settings.vad_threshold,
-                max_utterance_s=ctx.settings.max_utterance_s,
-                speaker_encoder=ctx.speaker_encoder if params.text.diarize else None,
+    return _Audio(data, filename)
+
+
+def _disposition_filename(header: str | None) -> str | None:
+    """`filename` of a `Content-Disposition` request header, if the client sent one."""
+    if not header:
+        return None
+    message = email.message.Message()
+    message["content-disposition"] = header
+    name = message.get_filename()
+    return posixpath.basename(name.replace("\\", "/")) or None if name else None
+
+
+@dataclass
+class _FileJob:
+    """One admitted request's transcription, answered in-line or delivered to a webhook."""
+
+    ctx: ServerContext
+    key: ApiKey
+    params: FileParams
+    legacy: bool
+    request_id: str
+    record: _RequestRecord
+    filename: str | None = None
+
+    async def run(self, data: bytes) -> JSONResponse:
+        """Transcribe, record usage; the answer (200 body or error) a synchronous request
+        gets."""
+        ctx, params = self.ctx, self.params
+        started_at = datetime.now(UTC)
+        started = time.monotonic()
+        engine = ctx.engine_for(params.pro)
+        try:
+            result = await asyncio.to_thread(
+                lambda: transcribe_audio_chunks(
+                    iter_file_audio(data, max_seconds=ctx.settings.max_file_audio_s),
+                    engine=engine,
+                    params=params,
+                    request_id=self.request_id,
+                    vad_threshold=ctx.settings.vad_threshold,
+                    max_utterance_s=ctx.settings.max_utterance_s,
+                    speaker_encoder=ctx.speaker_encoder if params.text.diarize else None,
+                )
             )
+        except AudioTooLongError as exc:
+            return rest_error(413, ErrorKind.TOO_LONG, str(exc))
+        except AudioDecodeError as exc:
+            return rest_error(400, ErrorKind.BAD_AUDIO, str(exc))
+        except SchedulerClosedError:  # the engine stopped under this request: shutting down
+            return unavailable_response()
+        self.record.audio_s = result.duration
+        try:
+            await asyncio.to_thread(
+                ctx.store.record_usage,
+                key_id=self.key.id,
+                session_id=self.request_id,
+                endpoint=LEGACY_REST_PATH if self.legacy else REST_PATH,
+                audio_seconds=result.duration,
+                started_at=started_at,
+            )
+        except Exception:
+            log.exception("could not record usage", extra={"request_id": self.request_id})
+        body = await asyncio.to_thread(
+            _response, result, params, len(data), ctx.itn, started, self.filename
         )
-    except AudioTooLongError as exc:
-        return rest_error(413, ErrorKind.TOO_LONG, str(exc))
-    except AudioDecodeError as exc:
-        return rest_error(400, ErrorKind.BAD_AUDIO, str(exc))
-    except SchedulerClosedError:  # the engine stopped under this request: shutting down
-        return unavailable_response()
-    record.audio_s = result.duration
+        self.record.transcript = str(body["transcription"])
+        return JSONResponse(body)
+
+
+async def _webhook_job(job: _FileJob, data: bytes, webhook: Webhook, slot: Slot) -> None:
+    """Webhook mode, in the background: transcribe on the shared engine (queued as file
+    work, holding the request's admission slot), then deliver what a synchronous request
+    would have got, errors included. Cancelled by shutdown: reported as aborted."""
+    ctx = job.ctx
+    started = time.monotonic()
+    transcript = None
     try:
-        await asyncio.to_thread(
-            ctx.store.record_usage,
-            key_id=key.id,
-            session_id=request_id,
-            endpoint=LEGACY_REST_PATH if legacy else REST_PATH,
-            audio_seconds=result.duration,
-            started_at=started,
-        )
-    except Exception:
-        log.exception("could not record usage", extra={"request_id": request_id})
-    body = await asyncio.to_thread(_response, result, params, len(data), ctx.itn)
-    record.transcript = str(body["transcription"])
-    return JSONResponse(body)
+        try:
+            answer = await job.run(data)
+        finally:
+            slot.release()
+        ctx.metrics.file_audio(job.record.audio_s)
+        body = _with_request_id(answer, job.request_id)
+        payload = webhook_payload(json.loads(bytes(body.body)), webhook)
+        if answer.status_code >= 400:
+            ctx.metrics.error(_error_kind(answer))
+        elif ctx.settings.log_transcripts:
+            transcript = job.record.transcript
+        result = await deliver(webhook, payload, DeliveryPolicy.from_settings(ctx.settings))
+    except asyncio.CancelledError:
+        result = DeliveryResult(WebhookOutcome.ABORTED, 0, None, "the server shut down")
+        _report(job, webhook, result, started, transcript)
+        raise
+    except Exception as exc:  # a bug: the job is lost, but said so
+        log.exception("webhook job failed", extra={"request_id": job.request_id})
+        result = DeliveryResult(WebhookOutcome.FAILED, 0, None, type(exc).__name__)
+    _report(job, webhook, result, started, transcript)
 
 
-async def _fetch_from_json(ctx: ServerContext, body: bytes) -> bytes:
+def _report(
+    job: _FileJob,
+    webhook: Webhook,
+    result: DeliveryResult,
+    started: float,
+    transcript: str | None,
+) -> None:
+    job.ctx.metrics.webhook_delivery(result.outcome)
+    log_delivery(
+        result,
+        request_id=job.request_id,
+        webhook=webhook,
+        started=started,
+        transcript=transcript,
+    )
+
+
+async def _fetch_from_json(ctx: ServerContext, body: bytes) -> tuple[str, bytes]:
     try:
         payload = loads_json(body)
     except ValueError:
@@ -187,16 +315,22 @@ async def _fetch_from_json(ctx: ServerContext, body: bytes) -> bytes:
     if not isinstance(payload, dict) or not isinstance(payload.get("url"), str):
         raise FetchError('the JSON body must be {"url": "https://..."}')
     settings = ctx.settings
-    return await fetch_url(
+    data = await fetch_url(
         payload["url"],
         max_bytes=settings.max_upload_bytes,
         timeout_s=settings.url_timeout_s,
         allow_private=settings.allow_private_urls,
     )
+    return payload["url"], data
 
 
 def _response(
-    result: FileTranscription, params: FileParams, file_size: int, itn: NemoInverseNormalizer
+    result: FileTranscription,
+    params: FileParams,
+    file_size: int,
+    itn: NemoInverseNormalizer,
+    started: float,
+    filename: str | None,
 ) -> dict[str, object]:
     shaper = TranscriptShaper(params.text, itn=itn)
     transcripts = [
@@ -213,4 +347,9 @@ def _response(
         language=language,
         duration=result.duration,
         file_size=file_size,
+        stats=FileStats(
+            processing_s=time.monotonic() - started,
+            num_chunks=len(result.turns),
+            filename=filename,
+        ),
     )

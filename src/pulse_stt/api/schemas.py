@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -94,6 +95,26 @@ def event_message(event: LiveEvent, session_id: str, options: TextOptions) -> di
     return vad_message(event.kind, session_id, event.timestamp)
 
 
+@dataclass(frozen=True)
+class FileStats:
+    """How a whole-file request went: the SDK's metadata fields that we can compute."""
+
+    processing_s: float  # the audio in hand -> the transcript ready (decode, queue, model)
+    num_chunks: int  # turns decoded
+    filename: str | None = None  # from a JSON url or a Content-Disposition header
+
+
+def _file_metadata(duration: float, file_size: int, stats: FileStats | None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"duration": round(duration, 3), "fileSize": file_size}
+    if stats is not None:
+        metadata["processing_time_ms"] = round(stats.processing_s * 1000, 1)
+        metadata["rtfx"] = round(duration / stats.processing_s, 2) if stats.processing_s else None
+        metadata["num_chunks"] = stats.num_chunks
+        if stats.filename:
+            metadata["filename"] = stats.filename
+    return metadata
+
+
 def file_response(
     transcripts: list[Transcript],
     *,
@@ -101,13 +122,14 @@ def file_response(
     language: str | None,
     duration: float,
     file_size: int,
+    stats: FileStats | None = None,
 ) -> dict[str, Any]:
     """REST body: `word_timestamps` gates both `words` and `utterances`."""
     body: dict[str, Any] = {
         "status": "success",
         "transcription": " ".join(t.text for t in transcripts if t.text),
         "language": language,
-        "metadata": {"duration": round(duration, 3), "fileSize": file_size},
+        "metadata": _file_metadata(duration, file_size, stats),
     }
     if options.redact_pii or options.redact_pci:
         body["redacted_entities"] = list(

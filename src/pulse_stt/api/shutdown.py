@@ -14,7 +14,12 @@ Phases, one log line each (`shutdown: ...`):
 3. **cut** — only if the grace period (`shutdown_grace_s`, less a small margin for closing)
    runs out, or a second signal arrives: the sessions still open are closed with 1001
    without waiting for their final.
-4. **requests** — uvicorn's own shutdown closes idle connections and lets REST requests
+4. **webhooks** — Pulse Pro webhook jobs in flight (transcription, then delivery with its
+   retries) get what is left of the grace period (less the margin) to finish; the ones
+   still running then are cancelled, logged and counted as `aborted`
+   (`pulse_stt_webhook_deliveries_total{outcome="aborted"}`): their result is lost, and
+   their receivers get nothing.
+5. **requests** — uvicorn's own shutdown closes idle connections and lets REST requests
    in flight finish within what is left of the grace period; then the engines stop.
 
 The session registry and the 503 it relies on are api/drain.py; this module is the
@@ -108,6 +113,7 @@ class GracefulServer(uvicorn.Server):
                 "duration_s": round(loop.time() - started, 3),
             },
         )
+        await self._finish_webhooks(deadline - margin)
         # uvicorn annotates this as int seconds but waits with asyncio, which takes a float.
         grace = max(0.1, deadline - loop.time())
         self.config.timeout_graceful_shutdown = grace  # type: ignore[assignment]
@@ -116,6 +122,18 @@ class GracefulServer(uvicorn.Server):
         # ends them at their next pass, so the process does not wait for them.
         await asyncio.to_thread(self._stop_engines)
         log.info("shutdown: done", extra={"duration_s": round(loop.time() - started, 3)})
+
+    async def _finish_webhooks(self, until: float) -> None:
+        jobs = self._ctx.webhooks
+        if not len(jobs):
+            return
+        loop = asyncio.get_running_loop()
+        pending = len(jobs)
+        if await jobs.wait(0.0 if self.force_exit else until - loop.time()):
+            log.info("shutdown: webhook jobs finished", extra={"jobs": pending})
+            return
+        aborted = await jobs.abort_all()
+        log.warning("shutdown: %d webhook job(s) aborted", aborted, extra={"jobs": aborted})
 
     def _stop_engines(self) -> None:
         for engine in (self._ctx.engine, self._ctx.pro_engine):

@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 
 from pulse_stt import __version__
 from pulse_stt.engine.scheduler import PassReport, QueueDepth
-from pulse_stt.protocol import ErrorKind, FinalReason, PassKind
+from pulse_stt.protocol import ErrorKind, FinalReason, PassKind, WebhookOutcome
 
 Endpoint = Literal["live", "legacy"]
 
@@ -190,6 +190,16 @@ class ServerMetrics:
             ["model"],
             registry=registry,
         )
+        self.webhook_deliveries = Counter(
+            "pulse_stt_webhook_deliveries",
+            "Pulse Pro webhook results, by outcome: delivered (2xx), failed (attempts used "
+            "up, refused by the receiver, or an address that is not public), aborted (the "
+            "server shut down before the job finished).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in WebhookOutcome:
+            self.webhook_deliveries.labels(outcome)
         for reason in ADMISSION_REASONS:
             self.admission_refusals.labels(reason)
         for endpoint in get_args(Endpoint):
@@ -250,6 +260,14 @@ class ServerMetrics:
         self.rest_requests.labels(str(status)).inc()
         if error is not None:
             self.error(error)
+        if audio_seconds > 0:
+            self.audio_seconds_by_kind["file"].inc(audio_seconds)
+
+    def webhook_delivery(self, outcome: WebhookOutcome) -> None:
+        self.webhook_deliveries.labels(outcome).inc()
+
+    def file_audio(self, audio_seconds: float) -> None:
+        """Audio of a whole-file request answered later (webhook mode)."""
         if audio_seconds > 0:
             self.audio_seconds_by_kind["file"].inc(audio_seconds)
 

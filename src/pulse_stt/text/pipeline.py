@@ -38,7 +38,7 @@ class TranscriptShaper:
         wants_itn = options.itn_normalize or (options.format and options.numerals == "true")
         self._itn = itn if wants_itn else None
         self._redactor = (
-            SessionRedactor(pii=options.redact_pii, pci=options.redact_pci)
+            SessionRedactor(entities=options.redact_pii | options.redact_pci)
             if options.redact_pii or options.redact_pci
             else None
         )

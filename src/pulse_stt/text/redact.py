@@ -11,7 +11,9 @@ context cues: there is no NER model).
 - redact_pci: [ACCOUNTNUMBER_n] for card numbers (Luhn), CVV, expiry, IBAN and account
   numbers; [ADDRESS_n] for ZIP codes
 
-The same value gets the same token for the whole session.
+The same value gets the same token for the whole session. A request may name the kinds
+it wants (`protocol.RedactEntity`); `redact_pii=true` / `redact_pci=true` are all of
+`PII_ENTITIES` / `PCI_ENTITIES`.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 import phonenumbers
 from stdnum import iban, luhn
 
+from pulse_stt.protocol import PCI_ENTITIES, PII_ENTITIES, RedactEntity
 from pulse_stt.text.tokens import Token, span_tokens
 
 _DIGIT_WORDS = {
@@ -52,6 +55,13 @@ _ACCOUNT = re.compile(
     r"\b(?:account|acct|routing)(?: number| no\.?| #)?\D{0,15}?(\d(?:[\d -]{3,}\d))", re.I
 )
 _ZIP = re.compile(r"\b(?:zip|postal)(?: code)?\D{0,10}?(\d{5}(?:-\d{4})?)(?!\d)", re.I)
+# Numbers found by the words said before them: (pattern, kind asked for, token name).
+_CONTEXT_PATTERNS = (
+    (_CVV, RedactEntity.CVV, "ACCOUNTNUMBER"),
+    (_EXPIRY, RedactEntity.EXPIRY_DATE, "ACCOUNTNUMBER"),
+    (_ACCOUNT, RedactEntity.ACCOUNT_NUMBER, "ACCOUNTNUMBER"),
+    (_ZIP, RedactEntity.ZIP_CODE, "ADDRESS"),
+)
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 _SPOKEN_EMAIL = re.compile(
     r"\b\w+(?:(?: dot |\.)\w+)* at \w+(?:(?: dot |\.)\w+)*(?: dot |\.)"
@@ -109,9 +119,20 @@ class _Hit:
 class SessionRedactor:
     """Redacts finals (and, cheaply, partials) of one session with stable numbering."""
 
-    def __init__(self, *, pii: bool, pci: bool, region: str = "US") -> None:
-        self.pii = pii
-        self.pci = pci
+    def __init__(
+        self,
+        *,
+        pii: bool = False,
+        pci: bool = False,
+        entities: Iterable[RedactEntity] = (),
+        region: str = "US",
+    ) -> None:
+        wanted = set(entities)
+        if pii:
+            wanted |= PII_ENTITIES
+        if pci:
+            wanted |= PCI_ENTITIES
+        self.entities = frozenset(wanted)
         self._region = region
         self._assigned: dict[tuple[str, str], str] = {}
         self._counts: Counter[str] = Counter()
@@ -123,7 +144,7 @@ class SessionRedactor:
 
         `commit=False` (partials) numbers new entities tentatively without remembering them.
         """
-        if not tokens or not (self.pii or self.pci):
+        if not tokens or not self.entities:
             return list(tokens), []
         view, spans = _detection_view(tokens)
         hits = sorted(
@@ -164,38 +185,48 @@ class SessionRedactor:
     def _detect(
         self, view: str, tokens: Sequence[Token], spans: list[tuple[int, int]]
     ) -> Iterator[_Hit]:
-        if self.pci:
+        wants = self.entities.__contains__
+        if wants(RedactEntity.CREDIT_CARD):
             for m in _CARD.finditer(view):
                 digits = re.sub(r"\D", "", m.group())
                 # Luhn-valid anywhere; after "card"/"visa"/... even when a digit was misheard.
                 said_card = _CARD_CONTEXT.search(view[max(0, m.start() - 40) : m.start()])
                 if 13 <= len(digits) <= 19 and (luhn.is_valid(digits) or said_card):
                     yield _Hit(m.start(), m.end(), "ACCOUNTNUMBER", digits)
+        if wants(RedactEntity.IBAN):
             for m in _IBAN.finditer(view):
                 if iban.is_valid(m.group()):
                     yield _Hit(m.start(), m.end(), "ACCOUNTNUMBER", iban.compact(m.group()))
-            for pattern, kind in ((_CVV, "ACCOUNTNUMBER"), (_EXPIRY, "ACCOUNTNUMBER"),
-                                  (_ACCOUNT, "ACCOUNTNUMBER"), (_ZIP, "ADDRESS")):  # fmt: skip
+        for pattern, entity, kind in _CONTEXT_PATTERNS:
+            if wants(entity):
                 for m in pattern.finditer(view):
                     yield _Hit(m.start(1), m.end(1), kind, re.sub(r"\W", "", m.group(1)))
-        if self.pii:
+        if wants(RedactEntity.EMAIL):
             for pattern in (_EMAIL, _SPOKEN_EMAIL):
                 for m in pattern.finditer(view):
                     yield _Hit(m.start(), m.end(), "EMAIL", m.group().lower())
+        if wants(RedactEntity.ADDRESS):
             for m in _ADDRESS.finditer(view):
                 yield _Hit(m.start(), m.end(), "ADDRESS", m.group().lower())
-            phones = list(phonenumbers.PhoneNumberMatcher(view, self._region))
-            for match in phones:
+        if wants(RedactEntity.PHONE_NUMBER):
+            for match in phonenumbers.PhoneNumberMatcher(view, self._region):
                 yield _Hit(
                     match.start, match.end, "PHONENUMBER", re.sub(r"\D", "", match.raw_string)
                 )
+            cards = wants(RedactEntity.CREDIT_CARD)
             for m in _DIGIT_RUN.finditer(view):
                 digits = re.sub(r"\D", "", m.group())
                 if 7 <= len(digits) <= 15 and not (
-                    self.pci and luhn.is_valid(digits) and len(digits) >= 13
+                    cards and luhn.is_valid(digits) and len(digits) >= 13
                 ):
                     yield _Hit(m.start(), m.end(), "PHONENUMBER", digits)
-            yield from _names(tokens, spans)
+        if wants(RedactEntity.FIRST_NAME) or wants(RedactEntity.LAST_NAME):
+            for hit in _names(tokens, spans):
+                entity = (
+                    RedactEntity.FIRST_NAME if hit.kind == "FIRSTNAME" else RedactEntity.LAST_NAME
+                )
+                if wants(entity):
+                    yield hit
 
 
 def _detection_view(tokens: Sequence[Token]) -> tuple[str, list[tuple[int, int]]]:
