@@ -161,6 +161,12 @@ def test_sdk_rest_transcribes_a_file(server: Server, clips: list[Clip], tmp_path
     assert abs(response["metadata"]["duration"] - audio.size / 16000) < 0.15, response
     assert response["metadata"]["fileSize"] == wav.stat().st_size
     assert isinstance(response.get("request_id"), str) and response["request_id"], response
+    # The metadata the SDK's TranscriptionResponseMetadata declares, where it can be known.
+    metadata = response["metadata"]
+    assert metadata["processing_time_ms"] > 0 and metadata["num_chunks"] >= 1, metadata
+    assert metadata["rtfx"] == pytest.approx(
+        metadata["duration"] / (metadata["processing_time_ms"] / 1000), rel=0.05
+    ), metadata
 
 
 def test_sdk_streaming_helper(server: Server, clips: list[Clip], tmp_path: Path):
