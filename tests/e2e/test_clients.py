@@ -79,6 +79,26 @@ def test_livekit_streams_two_turns_on_one_connection(
     assert corpus_wer([reference], [hypothesis]) <= MAX_WER, (hypothesis, events)
 
 
+def test_livekit_recognize_posts_to_rest(server: Server, clips: list[Clip], tmp_path: Path):
+    """The plugin's batch path, `STT.recognize()` (a WAV POSTed to `{base_url}/stt/`), with
+    its defaults: one FINAL_TRANSCRIPT with the words right."""
+    turns = [clips[1], clips[4]]
+    result = run_client(
+        "livekit_stream.py",
+        "--base-url",
+        f"{server.http}/waves/v1",
+        "--key",
+        server.key,
+        *turn_files(turns, tmp_path),
+        "--batch",
+        timeout=60,
+    )
+    assert result["errors"] == [] and result["type"] == "final_transcript", failure(result)
+    reference = " ".join(c.text for c in turns)
+    assert corpus_wer([reference], [result["text"]]) <= MAX_WER, result["text"]
+    assert result["language"] == "en"
+
+
 def test_pipecat_pipeline_with_vad_frames_and_a_long_hold(
     server: Server, clips: list[Clip], tmp_path: Path
 ):

@@ -4,7 +4,7 @@ between, every `SpeechEvent` collected. Runs in the clients' virtual environment
 (tests/support/clients/__init__.py); prints one JSON object on stdout.
 
     livekit_stream.py --base-url http://127.0.0.1:PORT/waves/v1 --key KEY \
-        --turn a.raw --turn b.raw [--gap 2.5] [--tail 2.0]
+        --turn a.raw --turn b.raw [--gap 2.5] [--tail 2.0] [--batch]
 
 Each turn is raw PCM16 little-endian mono 16 kHz. Only `base_url` and `api_key` differ from
 the plugin's defaults; the aiohttp session is the one a LiveKit job would otherwise lend.
@@ -66,6 +66,23 @@ async def main(args: argparse.Namespace, turns: list[bytes]) -> dict[str, object
                 }
             )
 
+        if args.batch:
+            # The plugin's batch path (what a non-streaming agent uses): one POST of a WAV.
+            speech = rtc.AudioFrame(
+                data=timeline,
+                sample_rate=RATE,
+                num_channels=1,
+                samples_per_channel=len(timeline) // 2,
+            )
+            event = await plugin.recognize(buffer=speech)
+            return {
+                "type": event.type.value,
+                "text": event.alternatives[0].text if event.alternatives else None,
+                "language": str(event.alternatives[0].language) if event.alternatives else None,
+                "errors": errors,
+                "wall_s": round(time.monotonic() - t0, 3),
+            }
+
         stream = plugin.stream()
 
         async def feed() -> None:
@@ -109,5 +126,6 @@ if __name__ == "__main__":
     parser.add_argument("--turn", action="append", required=True)
     parser.add_argument("--gap", type=float, default=2.5)
     parser.add_argument("--tail", type=float, default=2.0)
+    parser.add_argument("--batch", action="store_true", help="recognize() instead of stream()")
     ns = parser.parse_args()
     print(json.dumps(asyncio.run(main(ns, [Path(p).read_bytes() for p in ns.turn]))))
