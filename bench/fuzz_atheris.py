@@ -226,6 +226,7 @@ def seeds(targets: tuple[str, ...]) -> list[bytes]:
             b'{"type":"finalize"}',
             b'{"type":"close_stream"}',
             b'{"type":"end"}',
+            b'{"type":"keepalive"}',
             b'{"type":"bogus"}',
             b"[1,2]",
         ],
@@ -233,6 +234,8 @@ def seeds(targets: tuple[str, ...]) -> list[bytes]:
             b"model=pulse&language=en&encoding=linear16&sample_rate=16000",
             b"model=pulse&language=multi-eu&keywords=Kubernetes:6,gRPC:3&max_words=5"
             b"&eou_timeout_ms=500&external_session_id=a.b-c&vad=true&diarize=false",
+            b"model=pulse&endpointing=true&endpointing_timeout=300&vad_threshold=0.4"
+            b"&vad_min_speech_ms=50",
         ],
         "file_params": [b"model=pulse-pro&language=fr&word_timestamps=true&redact_pci=true"],
         "decoder": [bytes([i, 1, 20]) + per_encoding[e] for i, e in enumerate(ENCODINGS)],

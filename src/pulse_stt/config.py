@@ -152,10 +152,11 @@ class Settings(BaseSettings):
         10.0, gt=0, le=300, description="Time limit of one webhook delivery attempt."
     )
     idle_timeout_s: float = Field(
-        15.0,
+        30.0,
         gt=0,
-        description="A stream that sends neither audio nor a control message for this long is "
-        "ended as if it sent close_stream (finals, then is_last, then close 1000).",
+        description="A stream that sends no frame at all (audio, keepalive or any other "
+        "message) for this long is ended as if it sent close_stream (finals, then is_last, "
+        "then close 1000). Clients keep a quiet stream open with a keepalive message.",
     )
     shutdown_grace_s: float = Field(
         30.0,

@@ -118,13 +118,19 @@ class WebhookOutcome(StrEnum):
 
 
 class FinalReason(StrEnum):
-    """What ended a turn."""
+    """What ended a turn (or cut it: MAX_LENGTH and MAX_WORDS finals are followed by more
+    of the same turn)."""
 
-    EOU = "eou"  # eou_timeout_ms of silence
+    EOU = "eou"  # trailing silence: eou_timeout_ms, or endpointing_timeout with endpointing
     FINALIZE = "finalize"  # the client's finalize message
     CLOSE = "close"  # close_stream/end, the idle timeout or a server shutdown
     MAX_LENGTH = "max_length"  # a turn longer than the model window, cut at a pause
     MAX_WORDS = "max_words"  # max_words reached on a partial
+
+    @property
+    def ends_turn(self) -> bool:
+        """A final for this reason is the last of its turn: on the wire, `speech_final`."""
+        return self not in (FinalReason.MAX_LENGTH, FinalReason.MAX_WORDS)
 
 
 class PassKind(StrEnum):
@@ -204,6 +210,20 @@ class StreamParams:
     vad_events: bool = False
     full_transcript: bool = False
     external_session_id: str | None = None
+    # The VAD ends the open turn after this much trailing silence, when it comes before
+    # eou_timeout_ms (see `turn_end_ms`).
+    endpointing: bool = False
+    endpointing_timeout_ms: int = 600
+    vad_threshold: float | None = None  # None: the server's setting
+    vad_min_speech_ms: int | None = None  # None: the server's (96 ms)
+
+    @property
+    def turn_end_ms(self) -> int:
+        """Trailing silence that ends a turn: eou_timeout_ms, or endpointing_timeout when
+        endpointing is on and it is shorter."""
+        if self.endpointing:
+            return min(self.eou_timeout_ms, self.endpointing_timeout_ms)
+        return self.eou_timeout_ms
 
     @property
     def word_limit(self) -> int | None:

@@ -133,3 +133,36 @@ def test_idle_stream_is_ended_with_is_last(tmp_path, clips: list[Clip]) -> None:
     assert [m["from_finalize"] for m in finals] == [True, False]
     assert "amiable" in finals[0]["transcript"].lower()
     assert finals[-1]["is_last"] and got.close_code == 1000
+    # Keepalives every second keep a stream open well past the 2 s timeout; then silence
+    # ends it as before.
+    (tmp_path / "again").mkdir()
+    with running_server(tmp_path / "again", idle_timeout_s="2") as srv:
+        got = play(srv, Q, [pcm16(clip.audio), *[1.0, KEEPALIVE] * 6], timeout=60)
+    pongs = [got.arrival[i] for i, m in enumerate(got.messages) if m["type"] == "pong"]
+    assert len(pongs) == 6 and pongs[-1] > 5.5
+    assert got.messages[-1]["is_last"] and got.close_code == 1000
+    assert got.arrival[-1] > pongs[-1] + 1.5  # closed for idleness after the last keepalive
+    assert clip.matches(got.final_text, 0.1)
+
+
+KEEPALIVE = {"type": "keepalive"}
+Q = "model=pulse&language=en&sample_rate=16000&encoding=linear16"
+
+
+@pytest.mark.parametrize("path", [LIVE, LEGACY])
+def test_keepalive_is_answered_with_pong(server: Server, path: str) -> None:
+    got = play(server, Q, [KEEPALIVE, KEEPALIVE, {"type": "close_stream"}], path=path)
+    assert [m["type"] for m in got.messages] == ["pong", "pong", "transcription"]
+    assert all(m["session_id"] == got.messages[-1]["session_id"] for m in got.messages)
+    assert got.messages[-1]["is_last"] and got.close_code == 1000
+
+
+def test_a_session_quiet_for_20_s_stays_open(server: Server, clips: list[Clip]) -> None:
+    """With the default idle timeout a client may send nothing at all for 20 s (LiveKit
+    sends a keepalive every 5 s, Pipecat's silence can leave gaps of almost 15 s)."""
+    clip = clips[1]
+    got = play(server, Q, [pcm16(clip.audio), 21.0, KEEPALIVE, {"type": "close_stream"}])
+    assert [m["type"] for m in got.messages][-2:] == ["pong", "transcription"]
+    assert got.arrival[-2] > 21.0
+    assert got.messages[-1]["is_last"] and got.close_code == 1000
+    assert clip.matches(got.final_text, 0.1)

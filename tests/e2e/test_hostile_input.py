@@ -33,7 +33,7 @@ from tests.support.soak import process_usage
 
 STT = "/waves/v1/stt/"
 ENCODINGS = ("linear16", "linear32", "alaw", "mulaw", "opus", "ogg_opus")
-MESSAGE_TYPES = {"transcription", "error", "speech_started", "speech_ended"}
+MESSAGE_TYPES = {"transcription", "error", "warning", "speech_started", "speech_ended"}
 
 
 def post(server: Server, body: bytes, content_type: str = "audio/wav") -> httpx.Response:

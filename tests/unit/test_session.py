@@ -169,13 +169,15 @@ def test_vad_notices(gapped_actions: list[SessionAction]) -> None:
     assert len(ended) >= 5
     times = [n.timestamp for n in notices]
     assert times == sorted(times)
-    # every eou final comes after a speech_ended notice
-    last_kind = None
-    for action in gapped_actions:
-        if isinstance(action, VadNotice):
-            last_kind = action.kind
-        elif action.is_final and action.reason == "eou":
-            assert last_kind == "speech_ended"
+    # started and ended alternate, one pair per turn: a pause inside a turn reports nothing
+    assert [n.kind for n in notices] == ["speech_started", "speech_ended"] * len(started)
+    # a turn's speech_ended comes right after its eou final (a client that closes the turn
+    # on speech_ended has all of its text by then)
+    for i, action in enumerate(gapped_actions):
+        if isinstance(action, VadNotice) and action.kind == "speech_ended":
+            before = gapped_actions[i - 1]
+            assert isinstance(before, UtteranceAudio)
+            assert before.is_final and before.reason == "eou"
 
 
 # -- finalize / close ----------------------------------------------------------------------
@@ -217,9 +219,11 @@ def test_finalize_mid_speech_then_continue(librivox_clips: list[np.ndarray]) -> 
     actions = feed_all(session, clip[:half].tobytes())
     assert partials(actions)
     cut = session.finalize()
-    assert len(cut) == 1
-    first = cut[0]
+    # exactly one final, then the end of the turn's speech (speech_started was reported)
+    assert len(cut) == 2
+    first, ended = cut
     assert isinstance(first, UtteranceAudio)
+    assert isinstance(ended, VadNotice) and ended.kind == "speech_ended"
     assert first.from_finalize
     assert first.audio.size > RATE
     first_end = first.offset + duration(first)

@@ -109,15 +109,10 @@ def test_utterance_ends_after_eou_timeout() -> None:
     # 800 ms of 32 ms frames = 25 silent frames
     assert Boundary.UTTERANCE_ENDED not in _kinds(_run([HI] * 10 + [LO] * 24))
     events = _run([HI] * 10 + [LO] * 25)
-    assert _kinds(events) == [
-        Boundary.SPEECH_STARTED,
-        Boundary.SPEECH_PAUSED,
-        Boundary.UTTERANCE_ENDED,
-    ]
-    started, paused, ended = events
+    assert _kinds(events) == [Boundary.SPEECH_STARTED, Boundary.UTTERANCE_ENDED]
+    started, ended = events
     assert started.sample == 0
-    assert paused.sample == ended.sample == 10 * FRAME_SAMPLES  # end of the last speech frame
-    assert paused.frame == 10 + 15 - 1  # 480 ms = 15 frames of silence
+    assert ended.sample == 10 * FRAME_SAMPLES  # end of the last speech frame
     assert ended.frame == 10 + 25 - 1
 
 
@@ -126,26 +121,25 @@ def test_eou_timeout_is_configurable(eou_ms: int, frames: int) -> None:
     config = EndpointerConfig(eou_timeout_ms=eou_ms)
     assert Boundary.UTTERANCE_ENDED not in _kinds(_run([HI] * 5 + [LO] * (frames - 1), config))
     events = _run([HI] * 5 + [LO] * frames, config)
-    assert _kinds(events)[-1] is Boundary.UTTERANCE_ENDED
+    assert _kinds(events) == [Boundary.SPEECH_STARTED, Boundary.UTTERANCE_ENDED]
     assert events[-1].frame == 5 + frames - 1
-    # a pause is always reported, never after the end of the utterance
-    assert _kinds(events).index(Boundary.SPEECH_PAUSED) < _kinds(events).index(
-        Boundary.UTTERANCE_ENDED
-    )
 
 
-def test_pause_then_resume_reports_speech_started_again() -> None:
+def test_a_pause_inside_the_utterance_reports_nothing() -> None:
+    """A pause shorter than the turn's end of silence is part of the turn: no new onset
+    when speech resumes (a client would read speech_ended/speech_started as a new turn)."""
     events = _run([HI] * 10 + [LO] * 16 + [HI] * 3 + [LO] * 25)
-    assert _kinds(events) == [
+    assert _kinds(events) == [Boundary.SPEECH_STARTED, Boundary.UTTERANCE_ENDED]
+    assert events[1].sample == 29 * FRAME_SAMPLES  # the end of the speech after the pause
+
+
+def test_min_speech_ms_is_configurable() -> None:
+    assert _run([HI] * 2 + [LO] * 30) == []  # 64 ms is a click at the default 96 ms
+    config = EndpointerConfig(min_speech_ms=60)
+    assert _kinds(_run([HI] * 2 + [LO] * 30, config)) == [
         Boundary.SPEECH_STARTED,
-        Boundary.SPEECH_PAUSED,
-        Boundary.SPEECH_STARTED,
-        Boundary.SPEECH_PAUSED,
         Boundary.UTTERANCE_ENDED,
     ]
-    assert events[2].sample == 26 * FRAME_SAMPLES
-    assert events[2].frame == 28
-    assert events[4].sample == 29 * FRAME_SAMPLES
 
 
 def test_short_gap_is_not_a_pause() -> None:

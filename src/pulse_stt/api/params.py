@@ -98,6 +98,20 @@ def _int(query: Mapping[str, str], name: str, default: int | None, lo: int, hi: 
     return value
 
 
+def _fraction(query: Mapping[str, str], name: str) -> float | None:
+    """A number from 0 to 1 (a probability), or None when not given."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise ParamError(name, f"{name} must be a number from 0 to 1, got {raw!r}.", "0..1")
+    return value
+
+
 def _choice(query: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     raw = query.get(name)
     if raw is None:
@@ -365,4 +379,8 @@ def parse_stream_params(query: Mapping[str, str], *, legacy_path: bool) -> Strea
         vad_events=vad_events or vad_alias,
         full_transcript=_bool(query, "full_transcript", False),
         external_session_id=external_id,
+        endpointing=_bool(query, "endpointing", False),
+        endpointing_timeout_ms=_int(query, "endpointing_timeout", 600, 10, 10_000) or 600,
+        vad_threshold=_fraction(query, "vad_threshold"),
+        vad_min_speech_ms=_int(query, "vad_min_speech_ms", None, 0, 10_000),
     )

@@ -8,7 +8,13 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from pulse_stt.protocol import ErrorKind, TextOptions
-from pulse_stt.stream.events import ErrorEvent, LiveEvent, TranscriptEvent
+from pulse_stt.stream.events import (
+    ErrorEvent,
+    LiveEvent,
+    PongEvent,
+    TranscriptEvent,
+    WarningEvent,
+)
 from pulse_stt.text.format import TimedWord, Transcript, Utterance
 
 
@@ -40,6 +46,7 @@ def transcription_message(
     is_final: bool,
     is_last: bool = False,
     from_finalize: bool = False,
+    speech_final: bool = False,
     full_transcript: str | None = None,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {
@@ -51,6 +58,7 @@ def transcription_message(
         "is_final": is_final,
         "is_last": is_last,
         "from_finalize": from_finalize,
+        "speech_final": speech_final,
         "language": transcript.language,
         "languages": list(transcript.languages),
     }
@@ -67,6 +75,21 @@ def transcription_message(
 
 def vad_message(kind: str, session_id: str, timestamp: float) -> dict[str, Any]:
     return {"type": kind, "session_id": session_id, "timestamp": timestamp}
+
+
+def pong_message(session_id: str) -> dict[str, Any]:
+    return {"type": "pong", "session_id": session_id}
+
+
+def warning_message(kind: str, message: str, session_id: str) -> dict[str, Any]:
+    # No `error` key: LiveKit's plugin treats any message with one as fatal.
+    return {
+        "type": "warning",
+        "status": "warning",
+        "warning": kind,
+        "message": message,
+        "session_id": session_id,
+    }
 
 
 def error_message(
@@ -88,10 +111,15 @@ def event_message(event: LiveEvent, session_id: str, options: TextOptions) -> di
             is_final=event.is_final,
             is_last=event.is_last,
             from_finalize=event.from_finalize,
+            speech_final=event.speech_final,
             full_transcript=event.full_transcript,
         )
     if isinstance(event, ErrorEvent):
         return error_message(event.message, error=event.kind, session_id=session_id)
+    if isinstance(event, PongEvent):
+        return pong_message(session_id)
+    if isinstance(event, WarningEvent):
+        return warning_message(event.kind, event.message, session_id)
     return vad_message(event.kind, session_id, event.timestamp)
 
 

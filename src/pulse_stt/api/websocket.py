@@ -26,7 +26,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from pulse_stt.api.admission import Refusal
 from pulse_stt.api.auth import accepted_subprotocol
 from pulse_stt.api.context import ServerContext
-from pulse_stt.api.control import HINT, Control, ControlError, parse_control
+from pulse_stt.api.control import (
+    HINT,
+    Control,
+    ControlError,
+    UnknownControlError,
+    parse_control,
+)
 from pulse_stt.api.handshake import (
     LEGACY_PATH,
     LIVE_PATH,
@@ -39,7 +45,13 @@ from pulse_stt.ops.logs import ContextLogger
 from pulse_stt.ops.metrics import StreamMetrics
 from pulse_stt.protocol import ErrorKind, StreamParams
 from pulse_stt.store.db import ApiKey
-from pulse_stt.stream.events import ErrorEvent, LiveEvent, TranscriptEvent
+from pulse_stt.stream.events import (
+    ErrorEvent,
+    LiveEvent,
+    PongEvent,
+    TranscriptEvent,
+    WarningEvent,
+)
 from pulse_stt.stream.live import LiveConfig, LiveServices, LiveStream
 
 log = logging.getLogger(__name__)
@@ -240,13 +252,19 @@ class StreamRunner:
                 continue
             try:
                 control = parse_control(self._control_text(received))
+            except UnknownControlError as exc:
+                self._log.debug("ignored a text frame: %s", exc)
+                self.live.post_notice(WarningEvent("unknown_message", str(exc)))
+                continue
             except ControlError as exc:
                 self.live.post_error(ErrorKind.BAD_MESSAGE, str(exc))
                 continue
             except _TextFrameTooLargeError as exc:
                 self.live.post_error(ErrorKind.TOO_LARGE, str(exc))
                 continue
-            if control is Control.FINALIZE:
+            if control is Control.KEEPALIVE:  # receiving it was the point: the idle clock
+                self.live.post_notice(PongEvent())
+            elif control is Control.FINALIZE:
                 self._ops.finalize_requested(received_at)
                 await self.live.finalize()
             else:
@@ -374,6 +392,10 @@ class StreamRunner:
         """Metrics (and, when the operator asked for it, the transcript log) of a sent event."""
         if isinstance(event, ErrorEvent):
             self._ops.error_sent(event.kind)
+        elif isinstance(event, PongEvent):
+            self._ops.notice_sent("pong")
+        elif isinstance(event, WarningEvent):
+            self._ops.notice_sent("warning")
         elif not isinstance(event, TranscriptEvent):
             self._ops.vad_sent()
         else:

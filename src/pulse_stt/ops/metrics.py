@@ -58,7 +58,7 @@ PASS_BUCKETS = (
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
 
 FINAL_REASONS: tuple[str, ...] = tuple(FinalReason)
-MESSAGE_TYPES = ("partial", "final", "vad", "error")
+MESSAGE_TYPES = ("partial", "final", "vad", "error", "pong", "warning")
 PASS_KINDS: tuple[str, ...] = tuple(PassKind)
 # Shown as 0 from the start, so that `rate()` and alerts see them before the first one.
 KNOWN_ERRORS: tuple[str, ...] = tuple(ErrorKind)
@@ -97,7 +97,7 @@ class ServerMetrics:
         self.messages = Counter(
             "pulse_stt_messages",
             "WebSocket messages sent, by type: partial, final, vad (speech_started/"
-            "speech_ended), error.",
+            "speech_ended), error, pong (keepalive answers), warning (ignored messages).",
             ["type"],
             registry=registry,
         )
@@ -405,6 +405,10 @@ class StreamMetrics:
 
     def vad_sent(self) -> None:
         self._count("vad")
+
+    def notice_sent(self, kind: str) -> None:
+        """A pong (keepalive answer) or a warning (an ignored message) went out."""
+        self._count(kind)
 
     def transcription_sent(
         self,

@@ -1,8 +1,11 @@
-"""Turns per-frame speech probabilities into speech onsets, pauses and ends of utterance.
+"""Turns per-frame speech probabilities into utterance onsets and ends.
 
 A hysteresis on the Silero probability (onset `threshold`, offset `threshold - 0.15`)
-with a short minimum run to start speech, and the client's `eou_timeout_ms` of
-continuous non-speech to end an utterance.
+with a short minimum run (`min_speech_ms`) to start speech, and `eou_timeout_ms` of
+continuous non-speech to end the utterance (the session passes the turn's end of silence:
+the client's eou_timeout_ms, or its endpointing_timeout when shorter). A pause shorter
+than that is part of the utterance and reports nothing: an utterance is one turn, so a
+client's speech_started / speech_ended pair it exactly.
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ from pulse_stt.stream.vad import FRAME_SAMPLES
 
 
 class Boundary(Enum):
-    SPEECH_STARTED = "speech_started"  # also: speech resumed after a pause
-    SPEECH_PAUSED = "speech_ended"  # a pause long enough to report
+    SPEECH_STARTED = "speech_started"  # a new utterance
     UTTERANCE_ENDED = "utterance_ended"  # eou_timeout_ms of silence after speech
 
 
@@ -32,7 +34,6 @@ class EndpointerConfig:
     eou_timeout_ms: int = 800
     threshold: float = 0.5
     min_speech_ms: int = 96  # a run this long above threshold is speech, not a click
-    pause_report_ms: int = 480  # silence after which `speech_ended` is reported
 
 
 class Endpointer:
@@ -42,7 +43,6 @@ class Endpointer:
         self._offset = max(config.threshold - 0.15, 0.01)
         self._min_speech_frames = max(1, round(config.min_speech_ms / frame_ms))
         self._eou_frames = max(1, round(config.eou_timeout_ms / frame_ms))
-        self._pause_frames = min(self._eou_frames, max(1, round(config.pause_report_ms / frame_ms)))
         self.reset()
 
     def reset(self) -> None:
@@ -51,7 +51,6 @@ class Endpointer:
         self._speaking = False
         self._run_start = -1  # first frame of the current above-threshold run (not yet speech)
         self._silent_frames = 0
-        self._pause_reported = False
         self.last_speech_frame = -1
 
     @property
@@ -69,8 +68,7 @@ class Endpointer:
                     if self._run_start < 0:
                         self._run_start = frame
                     if frame - self._run_start + 1 >= self._min_speech_frames:
-                        # Report a start for new speech, or a resume after a reported pause.
-                        if not self.in_utterance or self._pause_reported:
+                        if not self.in_utterance:  # speech resuming after a pause is not news
                             events.append(
                                 BoundaryEvent(
                                     Boundary.SPEECH_STARTED, self._run_start * FRAME_SAMPLES, frame
@@ -79,7 +77,6 @@ class Endpointer:
                         self._speaking = True
                         self.in_utterance = True
                         self._silent_frames = 0
-                        self._pause_reported = False
                         self.last_speech_frame = frame
                 elif self.in_utterance:
                     self._run_start = -1
@@ -98,9 +95,6 @@ class Endpointer:
     def _count_silence(self, frame: int, events: list[BoundaryEvent]) -> None:
         self._silent_frames += 1
         end_sample = (self.last_speech_frame + 1) * FRAME_SAMPLES
-        if self._silent_frames >= self._pause_frames and not self._pause_reported:
-            self._pause_reported = True
-            events.append(BoundaryEvent(Boundary.SPEECH_PAUSED, end_sample, frame))
         if self._silent_frames >= self._eou_frames:
             events.append(BoundaryEvent(Boundary.UTTERANCE_ENDED, end_sample, frame))
             self.reset()

@@ -22,6 +22,20 @@ class ErrorEvent:
 
 
 @dataclass(frozen=True)
+class PongEvent:
+    """The answer to a client's keepalive."""
+
+
+@dataclass(frozen=True)
+class WarningEvent:
+    """Something the client sent was ignored; unlike an error, nothing is wrong with the
+    session (frameworks treat any `error` as fatal)."""
+
+    kind: str  # e.g. unknown_message
+    message: str
+
+
+@dataclass(frozen=True)
 class TranscriptEvent:
     turn: int
     transcript: Transcript
@@ -39,5 +53,11 @@ class TranscriptEvent:
     def from_finalize(self) -> bool:
         return self.reason is FinalReason.FINALIZE
 
+    @property
+    def speech_final(self) -> bool:
+        """A final that ends its turn (silence, finalize, close); false on partials and on
+        cuts inside a turn (max_words, max_length)."""
+        return self.is_final and self.reason is not None and self.reason.ends_turn
 
-LiveEvent = VadEvent | ErrorEvent | TranscriptEvent
+
+LiveEvent = VadEvent | ErrorEvent | PongEvent | WarningEvent | TranscriptEvent

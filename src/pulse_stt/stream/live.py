@@ -32,7 +32,14 @@ from pulse_stt.protocol import MODEL_RATE, ErrorKind, FinalReason, JobKind, Stre
 from pulse_stt.speakers.embedder import TurnEmbedder
 from pulse_stt.speakers.encoder import TurnWindows, VoiceEncoder
 from pulse_stt.speakers.tracker import SpeakerTrack, SpeakerTracker
-from pulse_stt.stream.events import ErrorEvent, LiveEvent, TranscriptEvent, VadEvent
+from pulse_stt.stream.events import (
+    ErrorEvent,
+    LiveEvent,
+    PongEvent,
+    TranscriptEvent,
+    VadEvent,
+    WarningEvent,
+)
 from pulse_stt.stream.outbox import Outbox, OutboxClosedError
 from pulse_stt.stream.session import (
     AudioProblem,
@@ -100,7 +107,7 @@ class LiveServices:
 
 @dataclass
 class _Ready:
-    event: VadEvent | ErrorEvent
+    event: VadEvent | ErrorEvent | PongEvent | WarningEvent
 
 
 @dataclass(eq=False)
@@ -138,16 +145,19 @@ class LiveStream:
         self._services = services
         self._observer = observer
         self._log = log or logging.getLogger(__name__)
-        self.session = StreamSession(
-            SessionConfig(
-                encoding=params.encoding,
-                sample_rate=params.sample_rate,
-                eou_timeout_ms=params.eou_timeout_ms,
-                vad_threshold=config.vad_threshold,
-                partial_interval_ms=config.partial_interval_ms,
-                max_utterance_s=config.max_utterance_s,
-            )
+        session_config = SessionConfig(
+            encoding=params.encoding,
+            sample_rate=params.sample_rate,
+            eou_timeout_ms=params.turn_end_ms,
+            vad_threshold=config.vad_threshold
+            if params.vad_threshold is None
+            else params.vad_threshold,
+            partial_interval_ms=config.partial_interval_ms,
+            max_utterance_s=config.max_utterance_s,
         )
+        if params.vad_min_speech_ms is not None:
+            session_config = replace(session_config, vad_min_speech_ms=params.vad_min_speech_ms)
+        self.session = StreamSession(session_config)
         self._outbox: Outbox[_Owed] = Outbox(config.max_backlog_bytes)
         self._session_lock = asyncio.Lock()  # the session is not thread-safe
         self._shaper = TranscriptShaper(params.text, itn=services.itn, keywords=params.keywords)
@@ -162,6 +172,7 @@ class LiveStream:
         self._languages: dict[int, str] = {}  # language detected per turn, for its partials
         self._last_language: str | None = None
         self._partial_shown: set[int] = set()
+        self._cut_turns: set[int] = set()  # turns that go on from a max_words/max_length cut
         self._full_transcript = ""  # kept only with full_transcript=true
         self._next_turn = 0  # the turn a speech onset belongs to (see `_dispatch`)
         # The open turn's speculative final pass: (turn, its engine future).
@@ -211,6 +222,10 @@ class LiveStream:
         """An error for the client, in order with everything else it is owed."""
         self._post(ErrorEvent(kind, message))
 
+    def post_notice(self, event: PongEvent | WarningEvent) -> None:
+        """A pong (keepalive answer) or a warning, in order with everything else."""
+        self._post(event)
+
     def abandon(self) -> None:
         """Nothing more will be delivered (the client is gone or does not read): drop what
         is owed, and wake whoever waits for room."""
@@ -254,8 +269,8 @@ class LiveStream:
             ErrorKind.BAD_AUDIO, f"could not decode audio as {self.params.encoding}: {problem}"
         )
 
-    def _post(self, event: VadEvent | ErrorEvent) -> None:
-        size = _EVENT_OVERHEAD + (len(event.message) if isinstance(event, ErrorEvent) else 0)
+    def _post(self, event: VadEvent | ErrorEvent | PongEvent | WarningEvent) -> None:
+        size = _EVENT_OVERHEAD + len(getattr(event, "message", ""))
         self._outbox.put(_Ready(event), size)
 
     def _dispatch(self, actions: list[SessionAction]) -> None:
@@ -272,6 +287,8 @@ class LiveStream:
             # Actions come in session order: an onset after a final belongs to the next turn.
             if action.is_final:
                 self._next_turn = action.utterance + 1
+                if action.reason is not None and not action.reason.ends_turn:
+                    self._cut_turns.add(action.utterance + 1)
             plain_partial = action.kind is JobKind.PARTIAL
             request = (
                 self._stabilizer.request(action.utterance)
@@ -405,6 +422,8 @@ class LiveStream:
             hyp.is_empty
             and work.reason in (FinalReason.EOU, FinalReason.MAX_LENGTH)
             and work.utterance not in self._partial_shown
+            # the empty end of a cut turn is still sent: its speech_final ends the turn
+            and not (work.reason is FinalReason.EOU and work.utterance in self._cut_turns)
         ):
             return events  # non-speech the VAD let through: nothing shown, nothing to retract
         events.append(await self._transcript_event(item, hyp))

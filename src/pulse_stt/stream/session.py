@@ -29,8 +29,9 @@ _SPECULATE_FRAMES = 5  # 160 ms
 class SessionConfig:
     encoding: str
     sample_rate: int
-    eou_timeout_ms: int = 800
+    eou_timeout_ms: int = 800  # the silence that ends a turn (see StreamParams.turn_end_ms)
     vad_threshold: float = 0.5
+    vad_min_speech_ms: int = 96
     partial_interval_ms: int = 500
     max_utterance_s: float = 25.0
     partials: bool = True  # whole-file segmentation wants finals only
@@ -38,6 +39,9 @@ class SessionConfig:
 
 @dataclass(frozen=True)
 class VadNotice:
+    """A turn's speech onset, or its end: `speech_ended` comes right after the final that
+    ends the turn (by silence or finalize), never at a pause inside it."""
+
     kind: Literal["speech_started", "speech_ended"]
     timestamp: float  # seconds since the first audio byte
 
@@ -91,7 +95,11 @@ class StreamSession:
         self._resampler = StreamResampler(self._decoder.output_rate)
         self._vad = StreamingVad()
         self._endpointer = Endpointer(
-            EndpointerConfig(eou_timeout_ms=config.eou_timeout_ms, threshold=config.vad_threshold)
+            EndpointerConfig(
+                eou_timeout_ms=config.eou_timeout_ms,
+                threshold=config.vad_threshold,
+                min_speech_ms=config.vad_min_speech_ms,
+            )
         )
         self._buffer = SampleBuffer()
         self._frames_done = 0  # VAD frames judged so far
@@ -134,16 +142,22 @@ class StreamSession:
         return self._ingest(samples, partial_allowed=self._config.partials)
 
     def finalize(self) -> list[SessionAction]:
-        """Client's turn boundary: exactly one final for whatever is buffered (maybe empty)."""
-        return [self._close_turn(FinalReason.FINALIZE)]
+        """Client's turn boundary: exactly one final for whatever is buffered (maybe empty),
+        then `speech_ended` if the turn's speech had started (the next speech is a new turn)."""
+        ended = self._speech_end() if self._endpointer.in_utterance else None
+        actions: list[SessionAction] = [self._close_turn(FinalReason.FINALIZE)]
+        if ended is not None:
+            actions.append(VadNotice("speech_ended", round(ended / MODEL_RATE, 3)))
+        return actions
 
     def force_final(self, reason: FinalReason, utterance: int | None = None) -> list[SessionAction]:
-        """Server-side cut (e.g. word count) of the open turn, if any (and if still `utterance`)."""
+        """Server-side cut (e.g. word count) of the open turn, if any (and if still `utterance`):
+        a final of the audio so far; the speech goes on in the same (VAD) turn."""
         if self._utt_start is None or self.closed:
             return []
         if utterance is not None and utterance != self._utterance:
             return []
-        return [self._close_turn(reason)]
+        return [self._close_turn(reason, keep_open=True)]
 
     def close(self) -> list[SessionAction]:
         """End of stream: flush every stage, then the terminal final (is_last)."""
@@ -216,11 +230,14 @@ class StreamSession:
                     self._partial_speech_frame = -1
                     self._speculated_speech_end = None
                 actions.append(VadNotice("speech_started", round(event.sample / MODEL_RATE, 3)))
-            elif event.kind is Boundary.SPEECH_PAUSED:
+            elif event.kind is Boundary.UTTERANCE_ENDED:
+                if self._utt_start is not None:
+                    end = min(event.sample + _TAIL, (event.frame + 1) * FRAME_SAMPLES)
+                    actions.append(
+                        self._close_turn(FinalReason.EOU, end=end, speech_end=event.sample)
+                    )
+                # After the turn's final: a client closing the turn on it sees no more text.
                 actions.append(VadNotice("speech_ended", round(event.sample / MODEL_RATE, 3)))
-            elif event.kind is Boundary.UTTERANCE_ENDED and self._utt_start is not None:
-                end = min(event.sample + _TAIL, (event.frame + 1) * FRAME_SAMPLES)
-                actions.append(self._close_turn(FinalReason.EOU, end=end, speech_end=event.sample))
         self._split_long_turn(actions, judged_end=self._frames_done * FRAME_SAMPLES)
         self._maybe_speculate(actions)
 

@@ -24,12 +24,12 @@ MALFORMED_TEXT = (
     "",
     "{",
     "[1, 2, 3]",
-    '{"type": "bogus"}',
+    '{"type": null}',
     '{"type": 5}',
     '{"kind": "finalize"}',
     '"finalize"',
     "null",
-    '{"type": "FINALIZE "}',
+    '{"type": ["finalize"]}',
 )
 
 
