@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from pulse_stt.text.canonical import canonicalise
 from pulse_stt.text.tokens import Token, span_tokens
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 ITN_LANGUAGES = frozenset(
     {"en", "de", "es", "fr", "pt", "ru", "ar", "he", "hi", "hy", "ja", "ko", "mr", "sv", "vi", "zh"}
 )
+TEXT2NUM_LANGUAGES = frozenset({"it", "nl"})
 _EDGE_PUNCT = re.compile(r"^[\"'“”‘’¿¡(\[{]+|[\"'“”‘’.,;:!?)\]}…]+$")
 _EN_NUMBER_WORDS = frozenset(
     (
@@ -108,8 +110,8 @@ def _units(tokens: Sequence[Token], language: str) -> list[tuple[str, int]]:
     return units
 
 
-def apply_itn(tokens: list[Token], language: str, normalize: Normalizer) -> list[Token]:
-    """Rewrite spoken-form spans of `tokens` into written form."""
+def apply_nemo(tokens: list[Token], language: str, normalize: Normalizer) -> list[Token]:
+    """Rewrite spoken-form spans of `tokens` into written form with the grammar alone."""
     units = _units(tokens, language)
     if not units:
         return tokens
@@ -185,3 +187,37 @@ def _rewrite(source: Sequence[Token], written: list[str]) -> list[Token]:
     if trail and not texts[-1].endswith(trail):
         texts[-1] += trail
     return span_tokens(source, texts)
+
+
+# text2num protects none of these: "cinquanta centesimi" came back "50 100º", "per cento"
+# "per 100". They are split off and left to the written-form rules.
+_TEXT2NUM_KEEP = {
+    "it": re.compile(r"\b(centesim[io]|per cento|percento)\b"),
+    "nl": re.compile(r"\b(procent|cent)\b"),
+}
+
+
+def text2num_normalize(text: str, language: str) -> str:
+    """Spoken numbers and ordinals to digits with text2num (it, nl: no NeMo grammar)."""
+    from text_to_num import alpha2digit
+
+    parts = _TEXT2NUM_KEEP[language].split(text)
+    return "".join(part if i % 2 else alpha2digit(part, language) for i, part in enumerate(parts))
+
+
+def covers(normalizer: NemoInverseNormalizer, language: str | None) -> bool:
+    """Whether ITN rewrites `language`: NeMo's grammar, or text2num for it and nl."""
+    return normalizer.supports(language) or language in TEXT2NUM_LANGUAGES
+
+
+def apply_itn(
+    tokens: list[Token], language: str, normalize: Normalizer, *, full: bool = True
+) -> list[Token]:
+    """Spoken-form spans and the model's own written forms of `tokens` into written form.
+
+    The grammar (NeMo; text2num for it and nl) turns words into digits, then the
+    canonical rules bring what the model wrote in digits to the same written form.
+    `full=False` (numerals=true without itn_normalize) keeps the rules to digit runs.
+    """
+    grammar = text2num_normalize if language in TEXT2NUM_LANGUAGES else normalize
+    return canonicalise(apply_nemo(tokens, language, grammar), language, full=full)

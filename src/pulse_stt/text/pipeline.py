@@ -16,7 +16,7 @@ from pulse_stt.engine.types import Hypothesis
 from pulse_stt.protocol import Keyword, TextOptions
 from pulse_stt.speakers.tracker import SpeakerTrack
 from pulse_stt.text.format import Transcript, finish
-from pulse_stt.text.itn import NemoInverseNormalizer, apply_itn
+from pulse_stt.text.itn import NemoInverseNormalizer, apply_itn, covers
 from pulse_stt.text.keywords import apply_keywords
 from pulse_stt.text.redact import SessionRedactor
 from pulse_stt.text.tokens import tokens_from_hypothesis
@@ -57,9 +57,12 @@ class TranscriptShaper:
         speakers: SpeakerTrack | None = None,
     ) -> Transcript:
         tokens = tokens_from_hypothesis(hyp, offset)
-        if final and self._itn is not None and self._itn.supports(hyp.language) and tokens:
+        itn = self._itn
+        if final and itn is not None and tokens and covers(itn, hyp.language):
             try:
-                tokens = apply_itn(tokens, hyp.language or "en", self._itn)
+                # numerals=true alone asks for digits: written-form rules for digit runs only
+                full = self.options.itn_normalize
+                tokens = apply_itn(tokens, hyp.language or "en", itn, full=full)
             except Exception as exc:  # a grammar problem must not cost the client its final
                 # The exception's text may quote the transcript: only its type is logged.
                 log.warning(
