@@ -245,3 +245,29 @@ def test_explicit_language(server: Server, tmp_path: Path) -> None:
     message = _spoken(got)[0]
     assert message["language"] == "de" and message["languages"] == ["de"]
     assert "tisch" in message["transcript"].lower()
+
+
+def test_itn_of_what_the_model_writes(server: Server, tmp_path: Path) -> None:
+    """Phone numbers, money and dates in written form whatever style Whisper wrote them in
+    (it writes `5-5-5-1-2-3-4567` and `3 4 7 1 2 3 ...`; see tests/fixtures/itn_corpus.json)."""
+    corpus = {p["id"]: p for p in json.loads((FIXTURES / "itn_corpus.json").read_text())["phrases"]}
+    ids = ["en-phone-1", "en-money-1", "en-date-1"]
+    audios = [espeak(corpus[i]["spoken"], tmp_path, speed=150) for i in ids]
+    q = LIVE_Q + "&language=en&word_timestamps=true&itn_normalize=true"
+    finals = [m for m in _spoken(play(server, q, _turns(*audios))) if m["from_finalize"]]
+    assert len(finals) == len(ids), [m["transcript"] for m in finals]
+    for phrase_id, message in zip(ids, finals, strict=True):
+        assert corpus[phrase_id]["expected"] in message["transcript"], (phrase_id, message)
+        _words_match_transcript(message)
+    # Italian (text2num and the written-form rules), over REST: "3 4 7 1 2 3 4 5 6 7"
+    for phrase_id in ("it-phone-1", "it-money-2"):
+        audio = espeak(corpus[phrase_id]["spoken"], tmp_path, voice="it", speed=120)
+        response = httpx.post(
+            f"{server.http}/waves/v1/stt/?model=pulse&language=it&itn_normalize=true"
+            "&word_timestamps=true",
+            content=encode_file(audio, "wav", "pcm_s16le"),
+            headers=server.headers(),
+            timeout=120,
+        )
+        data = response.json()
+        assert corpus[phrase_id]["expected"] in data["transcription"], (phrase_id, data)
