@@ -102,7 +102,11 @@ def sentence_case(
     for token in tokens:
         core = _core(token.text)
         text = token.text
-        if not (_protected(token, keep) or _is_acronym(core)):
+        if _protected(token, keep):
+            pass
+        elif _is_acronym(core):
+            text = re.sub(r"(['’])S\b", r"\1s", text)  # "NASA'S" → "NASA's"
+        else:
             text = text.lower()
             if starts_sentence or (english and core.lower() in _ENGLISH_I):
                 text = _capitalize_first(text)
