@@ -36,7 +36,12 @@ def cased(text: str, keep: frozenset[str] = frozenset(), language: str | None = 
         ("FBI", "FBI"),
         ("USA!", "USA!"),
         ("OK.", "OK."),
-        ("YES", "Yes"),
+        ("FDI.", "FDI."),  # 2-4 letters alone: an acronym...
+        ("YES", "Yes"),  # ...unless a common short word
+        ("THANKS.", "Thanks."),  # 5 letters or more: a word
+        ("NO.", "No."),
+        ("HELP!", "Help!"),
+        ("HELLO THERE.", "Hello there."),
     ],
 )
 def test_shouted_text_gets_sentence_case(model: str, expected: str) -> None:

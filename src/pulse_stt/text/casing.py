@@ -9,7 +9,10 @@ first letter of the transcript and of every sentence after it (and English "I", 
 Kept as written, in a shouted transcript:
 - acronyms: a short list of well-known ones (`NASA`, `FBI`, `USA`, `BBC`...) and any word
   of two or more letters without a vowel (`NBC`, `HTML`, `XYZ`; y counts as a vowel);
-  so a final that is only `FBI` stays `FBI`, while `HELLO.` becomes `Hello.`;
+- a final that is one word of two to four letters (`FDI.`, `ABC`): more likely an acronym
+  than a shouted word, so it is kept, unless it is a common short word (`NO.`, `YES!`,
+  `STOP`, `HELP` become `No.`, `Yes!`, `Stop`, `Help`); a longer single word (`HELLO.`)
+  gets sentence case;
 - keyword spellings: a word (or phrase) the session boosted with `keywords=` keeps the
   keyword's own spelling;
 - redaction tokens (`[FIRSTNAME_1]`).
@@ -35,6 +38,16 @@ ACRONYMS = frozenset(
 )
 # No vowel, yet ordinary words or titles: sentence-cased like any other word.
 _NOT_ACRONYMS = frozenset("MR MRS MS DR ST JR SR HMM MM MHM SHH PSST BRR GRR TSK PFFT".split())
+# Common short words (en, and a few of es/fr/de/it/pt): a one-word final that is one of
+# them was shouted, not an acronym.
+_SHORT_WORDS = frozenset(
+    """A AH AHA ALL AM AN AND ANY ARE AS AT AW AWW BE BYE BUT BY CAN COME DO DONE DUDE EH
+    FINE FOR GO GOOD GOSH HA HAH HAHA HE HELL HELP HEY HI HIM HIS HM HOLA HOW I IF IN IS IT
+    JA JUST KEEP LOOK ME MINE MY NAH NEIN NICE NO NON NOPE NOT NOW OF OFF OH OHH OK OKAY
+    OMG ON ONE OOPS OR OUCH OUI OUR OUT OW OWW RUN SAFE SEE SHE SI SO SORRY STOP SURE
+    TAKE THAT THE THEM THEN THIS TO TOO TWO UGH UH UM UP US WAIT WE WELL WHAT WHEN WHO
+    WHY WOW YAY YEAH YEP YES YET YO YOU YUP""".split()
+) | {"SÍ", "JÁ", "NÃO", "AÏE", "ÇA"}
 _VOWELS = frozenset("AEIOUYÀÁÂÃÄÅÆÈÉÊËÌÍÎÏÒÓÔÕÖØÙÚÛÜÝŸ")
 _EDGE = re.compile(r"^\W+|\W+$")
 _POSSESSIVE = re.compile(r"['’]S$")
@@ -57,6 +70,13 @@ def _is_acronym(core: str) -> bool:
         and bare not in _NOT_ACRONYMS
         and not any(c in _VOWELS for c in letters)
     )
+
+
+def _kept_alone(core: str) -> bool:
+    """A final of this one word keeps its capitals."""
+    bare = _POSSESSIVE.sub("", core)
+    letters = sum(c.isalpha() for c in bare)
+    return _is_acronym(core) or (2 <= letters <= 4 and bare not in _SHORT_WORDS)
 
 
 def keyword_spellings(phrases: Iterable[str]) -> frozenset[str]:
@@ -97,6 +117,9 @@ def sentence_case(
     if not is_shouted(tokens, keep):
         return list(tokens)
     english = language in (None, "en")
+    lettered = [t for t in tokens if any(c.isalpha() for c in t.text)]
+    if len(lettered) == 1 and _kept_alone(_core(lettered[0].text)):
+        return list(tokens)
     out: list[Token] = []
     starts_sentence = True
     for token in tokens:
