@@ -178,6 +178,45 @@ def test_max_words_and_finalize_on_words(server: Server, clips: list[Clip]) -> N
         assert clip.matches(got.final_text, 0.15), got.final_text
 
 
+def test_max_words_holds_on_a_burst(server: Server, clips: list[Clip]) -> None:
+    """A ~40 s reading sent at once (no partial has the chance to cut a turn): no final
+    over max_words, every word once and in order, the turn's last piece speech_final."""
+    readings = [*clips, *clips[:3]]
+    audio = join(*[part for c in readings for part in (c.audio, silence(0.3))], silence(1.0))
+    reference = " ".join(c.text for c in readings)
+    steps = [*chunks(pcm16(audio), 64000), CLOSE]  # 2 s a frame, unpaced
+    q = LIVE_Q + "&language=en&word_timestamps=true&full_transcript=true"
+    limited = play(server, q + "&max_words=8", steps)
+    finals = limited.finals
+    counts = [len(m["transcript"].split()) for m in finals]
+    assert max(counts) <= 8, counts
+    cuts = [m for m in finals if not m["speech_final"]]
+    assert cuts and all(len(m["transcript"].split()) == 8 for m in cuts), counts
+    assert all(len(m["transcript"].split()) <= 8 for m in limited.partials)
+    assert finals[-1]["is_last"] and finals[-1]["speech_final"]
+    for message in _spoken(limited):
+        _words_match_transcript(message)
+    assert finals[-1]["full_transcript"] == limited.final_text
+    # The same words as without the cap (WER-close: the passes differ where cut).
+    whole = play(server, q + "&max_words=8&finalize_on_words=false", steps)
+    assert max(len(m["transcript"].split()) for m in whole.finals) > 8
+    assert wer(reference, limited.final_text) <= 0.12, limited.final_text
+    assert wer(whole.final_text, limited.final_text) <= 0.08, (whole.final_text, limited.final_text)
+
+
+def test_shouted_fragments_get_sentence_case(server: Server, tmp_path: Path) -> None:
+    """Whisper writes short fragments in capitals ("ASK NOT!"); capitalize=true (the
+    default) never sends a final in all capitals unless it is an acronym."""
+    phrases = ["Ask not!", "Stop it!", "Go away now!", "No way!"]
+    audios = [espeak(p, tmp_path, speed=130) for p in phrases]
+    got = _spoken(play(server, LIVE_Q + "&language=en&word_timestamps=true", _turns(*audios)))
+    assert len(got) >= 3, [m["transcript"] for m in got]
+    for message in got:
+        text = message["transcript"]
+        assert text != text.upper() or not re.search(r"[A-Z]{2}", text), text
+        _words_match_transcript(message)
+
+
 def test_sentence_timestamps(server: Server, clips: list[Clip]) -> None:
     audio = join(clips[1].audio, silence(0.4), clips[4].audio)
     got = play(

@@ -50,6 +50,7 @@ from pulse_stt.stream.session import (
     VadNotice,
 )
 from pulse_stt.stream.stabilizer import PartialRequest, PartialStabilizer
+from pulse_stt.stream.word_limit import Piece, WordLimit
 from pulse_stt.text.itn import NemoInverseNormalizer
 from pulse_stt.text.keywords import hotwords_prompt
 from pulse_stt.text.pipeline import TranscriptShaper
@@ -167,6 +168,7 @@ class LiveStream:
             self._embedder = TurnEmbedder(services.speaker_encoder)
         self._speakers = SpeakerTracker()
         self._stabilizer = PartialStabilizer()
+        self._words = WordLimit(params.word_limit)  # max_words: splits finals, caps partials
         # Word timings are needed for utterances[] even when words[] is not sent.
         self._want_words = params.text.word_timestamps or params.text.sentence_timestamps
         self._languages: dict[int, str] = {}  # language detected per turn, for its partials
@@ -350,8 +352,9 @@ class LiveStream:
             language=language.fixed
             or (None if final_pass else self._languages.get(work.utterance)),
             candidates=language.candidates,
-            # Stable partials need word times to know what two passes agree on.
-            word_timestamps=self._want_words or not final_pass,
+            # Stable partials need word times to know what two passes agree on; max_words
+            # splits finals (and cuts turns) at word times.
+            word_timestamps=self._want_words or not final_pass or bool(self._words.limit),
             hotwords=self._hotwords,
         )
         try:
@@ -415,46 +418,60 @@ class LiveStream:
             if hyp.is_empty:
                 return events
             self._partial_shown.add(work.utterance)
-            limit = self.params.word_limit
-            if limit and len(hyp.text.split()) >= limit:
-                self._start(self._word_limit_final(work.utterance))
         elif (
             hyp.is_empty
             and work.reason in (FinalReason.EOU, FinalReason.MAX_LENGTH)
             and work.utterance not in self._partial_shown
             # the empty end of a cut turn is still sent: its speech_final ends the turn
             and not (work.reason is FinalReason.EOU and work.utterance in self._cut_turns)
+            and not self._words.carry  # words carried from a cut are owed
         ):
             return events  # non-speech the VAD let through: nothing shown, nothing to retract
-        events.append(await self._transcript_event(item, hyp))
+        events += await self._transcript_events(item, hyp)
         return events
 
-    async def _transcript_event(self, item: _Pending, hyp: Hypothesis) -> TranscriptEvent:
+    async def _transcript_events(self, item: _Pending, hyp: Hypothesis) -> list[LiveEvent]:
+        """The messages of a decoded pass: one, or with max_words several finals (or none
+        while its words are carried into the turn's next final; see stream/word_limit.py)."""
         work = item.work
         speakers = await self._speaker_track(item)
-        shape = partial(
-            self._shaper.shape, hyp, work.offset, final=work.is_final, speakers=speakers
-        )
+        shape = partial(self._shaper.shape_tokens, hyp, work.offset, final=work.is_final)
         if work.is_final and self._shaper.heavy:  # ITN and redaction stay off the event loop
             loop = asyncio.get_running_loop()
-            transcript = await loop.run_in_executor(self._services.dsp_pool, shape)
+            shaped = await loop.run_in_executor(self._services.dsp_pool, shape)
         else:
-            transcript = shape()
-        full = None
-        if self.params.full_transcript:
-            if work.is_final and transcript.text:
-                sep = " " if self._full_transcript else ""
-                self._full_transcript += sep + transcript.text
-            full = self._full_transcript
-        return TranscriptEvent(
-            turn=work.utterance,
-            transcript=transcript,
-            is_final=work.is_final,
-            reason=work.reason,
-            full_transcript=full,
-            # decoded word times (always for partials): the word-lag metric
-            timed_words=transcript.words if hyp.words else (),
-        )
+            shaped = shape()
+        if work.is_final:
+            pieces = self._words.final(shaped.tokens, work.reason)
+        else:
+            shown, cut_at = self._words.partial(shaped.tokens)
+            pieces = [Piece(shown, None)]
+            if cut_at is not None:  # max_words reached: cut the turn at its Nth word
+                self._start(self._word_limit_final(work.utterance, cut_at))
+        events: list[LiveEvent] = []
+        for piece in pieces:
+            whole = len(piece.tokens) == len(shaped.tokens) and piece.tokens == tuple(shaped.tokens)
+            transcript = self._shaper.finish(
+                shaped, None if whole else piece.tokens, speakers=speakers
+            )
+            full = None
+            if self.params.full_transcript:
+                if work.is_final and transcript.text:
+                    sep = " " if self._full_transcript else ""
+                    self._full_transcript += sep + transcript.text
+                full = self._full_transcript
+            events.append(
+                TranscriptEvent(
+                    turn=work.utterance,
+                    transcript=transcript,
+                    is_final=work.is_final,
+                    reason=piece.reason,
+                    full_transcript=full,
+                    # decoded word times (always for partials): the word-lag metric
+                    timed_words=transcript.words if hyp.words else (),
+                )
+            )
+        return events
 
     def _start(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` beside the stream; a reference is kept until it ends."""
@@ -462,9 +479,10 @@ class LiveStream:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _word_limit_final(self, utterance: int) -> None:
-        """max_words reached on a partial: end that turn now, if it is still open."""
+    async def _word_limit_final(self, utterance: int, at_s: float) -> None:
+        """max_words reached on a partial: cut that turn at `at_s` (the end of its Nth
+        word), if it is still open."""
         if self.session.closed or self.session.current_utterance != utterance:
             return
-        actions = await self._call(self.session.force_final, FinalReason.MAX_WORDS, utterance)
+        actions = await self._call(self.session.force_final, FinalReason.MAX_WORDS, utterance, at_s)
         self._dispatch(actions)

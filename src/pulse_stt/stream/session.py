@@ -150,14 +150,23 @@ class StreamSession:
             actions.append(VadNotice("speech_ended", round(ended / MODEL_RATE, 3)))
         return actions
 
-    def force_final(self, reason: FinalReason, utterance: int | None = None) -> list[SessionAction]:
+    def force_final(
+        self, reason: FinalReason, utterance: int | None = None, at_s: float | None = None
+    ) -> list[SessionAction]:
         """Server-side cut (e.g. word count) of the open turn, if any (and if still `utterance`):
-        a final of the audio so far; the speech goes on in the same (VAD) turn."""
+        a final of the audio so far, or up to `at_s` (seconds since the first audio byte:
+        a word boundary) when that lies inside the turn's audio; the speech goes on in the
+        same (VAD) turn."""
         if self._utt_start is None or self.closed:
             return []
         if utterance is not None and utterance != self._utterance:
             return []
-        return [self._close_turn(reason, keep_open=True)]
+        end = None
+        if at_s is not None:
+            at = round(at_s * MODEL_RATE)
+            if self._utt_start < at < self._buffer.end:
+                end = at
+        return [self._close_turn(reason, end=end, keep_open=True)]
 
     def close(self) -> list[SessionAction]:
         """End of stream: flush every stage, then the terminal final (is_last)."""
