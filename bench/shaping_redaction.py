@@ -46,6 +46,7 @@ TOKEN_KIND = {
     "cvv": "ACCOUNTNUMBER",
     "expiry": "ACCOUNTNUMBER",
     "iban": "ACCOUNTNUMBER",
+    "account": "ACCOUNTNUMBER",
 }
 
 
@@ -61,7 +62,7 @@ def transcribe(server: Server, wav: bytes, language: str, extra: str) -> str:
 
 
 # Digits an entity needs in the unredacted transcript to count as heard.
-MIN_DIGITS = {"phone": 7, "card": 13, "cvv": 3, "expiry": 3, "iban": 15}
+MIN_DIGITS = {"phone": 7, "card": 13, "cvv": 3, "expiry": 3, "iban": 15, "account": 6}
 
 
 def plain(text: str) -> str:

@@ -124,6 +124,7 @@ def test_ibans_spelled_out_and_long_digit_runs(text: str) -> None:
         "It costs 1,000,000 dollars.",
         "The meeting is at 3:30 on May 5, 2024.",
         "We sold 1, 2 or 3 units.",
+        "We went there in 2019, 2020, 2021.",
     ],
 )
 def test_short_or_grouped_numbers_are_not_phone_numbers(text: str) -> None:
@@ -256,6 +257,7 @@ TOKEN_KIND = {
     "cvv": "ACCOUNTNUMBER",
     "expiry": "ACCOUNTNUMBER",
     "iban": "ACCOUNTNUMBER",
+    "account": "ACCOUNTNUMBER",
 }
 
 

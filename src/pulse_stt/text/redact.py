@@ -51,6 +51,8 @@ _DIGIT_RUN = re.compile(r"(?<!\d)(?<!\d[ .-])(?:\+?\d[ .-]?){6,14}\d(?![ .-]?\d)
 _IBAN = re.compile(r"\b[A-Z] ?[A-Z] ?\d ?\d(?:[ .-]?[A-Z0-9]){11,30}\b")
 # Read out digit by digit, a run this long is an account (an IBAN's BBAN, say) whatever
 # the words around it became; 13-16 digit runs need Luhn or a card cue (see _CARD).
+# "2019, 2020, 2021" reads as one run once the commas are gone: a list of years, no phone.
+_YEARS = re.compile(r"(?:19|20)\d\d(?: (?:19|20)\d\d)+")
 _LONG_RUN = re.compile(r"(?<![\dA-Za-z])(?<!\d[ .-])\d(?:[ .-]?\d){16,33}(?![ .-]?\d)")
 _CVV = re.compile(
     r"\b(?:cvv|cvc|cv2|security code|verification code|sicherheitscode|prüfnummer|"
@@ -274,8 +276,10 @@ class SessionRedactor:
             cards = wants(RedactEntity.CREDIT_CARD)
             for m in _DIGIT_RUN.finditer(view):
                 digits = re.sub(r"\D", "", m.group())
-                if 7 <= len(digits) <= 15 and not (
-                    cards and luhn.is_valid(digits) and len(digits) >= 13
+                if (
+                    7 <= len(digits) <= 15
+                    and not (cards and luhn.is_valid(digits) and len(digits) >= 13)
+                    and not _YEARS.fullmatch(m.group())
                 ):
                     yield _Hit(m.start(), m.end(), "PHONENUMBER", digits)
         if wants(RedactEntity.FIRST_NAME) or wants(RedactEntity.LAST_NAME):
