@@ -21,6 +21,7 @@ LIVE_Q = "model=pulse&sample_rate=16000&encoding=linear16"
 CLOSE = {"type": "close_stream"}
 FINALIZE = {"type": "finalize"}
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+LABEL = re.compile(r"\[[A-Z]+_\d+\]")
 
 
 def _turns(*audios: np.ndarray) -> list[bytes | dict]:
@@ -310,3 +311,37 @@ def test_itn_of_what_the_model_writes(server: Server, tmp_path: Path) -> None:
         )
         data = response.json()
         assert corpus[phrase_id]["expected"] in data["transcription"], (phrase_id, data)
+
+
+@pytest.mark.parametrize("itn", ["true", "false"])
+def test_redaction_reads_what_the_model_wrote(server: Server, tmp_path: Path, itn: str) -> None:
+    """Digit-by-digit phone number, a name and the same person's spoken e-mail, a card:
+    redacted in whatever style Whisper writes them, numbered for the whole session."""
+    phone = espeak(
+        "Call me back at five five five, two three four, nine eight seven six.", tmp_path
+    )
+    name_email = espeak(
+        "My name is Sarah Johnson, and my email is sarah dot johnson at gmail dot com.", tmp_path
+    )
+    card = espeak(
+        "My card number is four one one one, one one one one, one one one one, one one one one.",
+        tmp_path,
+        voice="en",
+        speed=140,
+    )
+    q = f"{LIVE_Q}&language=en&word_timestamps=true&redact_pii=true&redact_pci=true"
+    got = play(server, f"{q}&itn_normalize={itn}", _turns(phone, name_email, card, name_email))
+    turns = [m for m in got.finals if m["from_finalize"]]
+    assert len(turns) == 4, [m["transcript"] for m in got.finals]
+    texts = [m["transcript"] for m in turns]
+    assert "[PHONENUMBER_1]" in texts[0], texts
+    assert turns[0]["redacted_entities"] == ["[PHONENUMBER_1]"]
+    for text in (texts[1], texts[3]):
+        assert {"[FIRSTNAME_1]", "[LASTNAME_1]", "[EMAIL_1]"} <= set(LABEL.findall(text)), texts
+        assert not re.search(r"sarah|johnson|gmail", text, re.I), texts
+    assert "[ACCOUNTNUMBER_1]" in texts[2], texts
+    assert texts[3] == texts[1]  # the same person and address keep their numbers
+    for message in turns:
+        _words_match_transcript(message)
+        # No digit left, in any separator style ("5, 5, 5", "4111-1111").
+        assert not re.search(r"\d", LABEL.sub("", message["transcript"])), message["transcript"]

@@ -94,7 +94,7 @@ class TranscriptShaper:
         redacted: list[str] = []
         if self._redactor is not None:
             # Partials are redacted too (cheap patterns), numbered without committing.
-            tokens, redacted = self._redactor.redact(tokens, commit=final)
+            tokens, redacted = self._redactor.redact(tokens, commit=final, language=hyp.language)
         if self.options.capitalize:
             tokens = sentence_case(tokens, keep=self._spellings, language=hyp.language)
         languages = hyp.language_candidates or ((hyp.language,) if hyp.language else ())
