@@ -4,7 +4,10 @@ Every line carries timestamp, level, logger and message, plus the context fields
 passes with `extra=` (`session_id` for WebSocket sessions, `request_id` for REST requests,
 and the figures of session start/end lines). uvicorn's own loggers go through the same
 handler. Transcript text is logged only by callers that check `log_transcripts`; secrets
-that could ride in a URL (`?token=`, `?api_key=`, ...) are masked in every line.
+are masked in every line as it is written (message, context fields, traceback): the value
+of every query parameter whose name reads as a secret's once decoded (`?token=`,
+`?%74oken=`, `?API-KEY=`, ...), and context fields with such a name; ops/secrets.py decides
+what a secret's name is.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import IO, Any, Literal
@@ -20,32 +22,44 @@ from typing import IO, Any, Literal
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
+from pulse_stt.ops.secrets import REDACTED, is_secret_name, mask_secrets
+
 LogFormat = Literal["json", "text"]
 
 # uvicorn attaches an ANSI-coloured copy of some messages (noise in a log file); Python
 # 3.12 adds taskName to every record.
 _SKIPPED_ATTRS = (*RESERVED_ATTRS, "taskName", "color_message")
-_SECRET_QUERY = re.compile(
-    r"([?&](?:token|access_token|api_key|apikey|key|auth|authorization|password|secret)=)"
-    r"[^&\s\"']*",
-    re.IGNORECASE,
-)
-REDACTED = "[redacted]"
+__all__ = ["REDACTED", "ContextLogger", "RedactSecrets", "configure_logging", "mask_secrets"]
 # Libraries that give their logger a handler (and level) of their own when imported: the
 # module that does it (cheap to import) and the logger, taken over in `configure_logging`.
 _SELF_HANDLING_LOGGERS = {"NeMo-text-processing": "nemo_text_processing.utils.logging"}
 
 
 class RedactSecrets(logging.Filter):
-    """Mask credential-like query parameters (uvicorn logs every path with its query)."""
+    """Mask secrets in the message (uvicorn logs every path with its query) and context
+    fields named like a secret. `MaskingFormatter` masks the written line as well."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "=" in message:
-            masked = _SECRET_QUERY.sub(r"\g<1>" + REDACTED, message)
-            if masked != message:
-                record.msg, record.args = masked, ()
+        masked = mask_secrets(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        for name, _ in _context_fields(record):
+            if is_secret_name(name):
+                setattr(record, name, REDACTED)
         return True
+
+
+class MaskingFormatter(logging.Formatter):
+    """Another formatter's line with secrets masked: whatever a line carries (a URL in a
+    context field, an exception message in its traceback) is masked after decoding."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(self._inner.format(record))
 
 
 class ContextLogger(logging.LoggerAdapter[logging.Logger]):
@@ -92,7 +106,8 @@ def configure_logging(
     """Route every logger (uvicorn's included, when it is given `log_config=None`) through
     one handler on stderr with the chosen format. Returns the handler."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(json_formatter() if log_format == "json" else TextFormatter())
+    inner = json_formatter() if log_format == "json" else TextFormatter()
+    handler.setFormatter(MaskingFormatter(inner))
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     for old in list(root.handlers):
