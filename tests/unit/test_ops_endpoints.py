@@ -26,7 +26,7 @@ def test_ready_answers_503_until_the_engine_takes_work() -> None:
     assert client(ready=False).get("/ready").status_code == 503
     answer = client(ready=True).get("/ready")
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ready", "model": "/models/whisper-base"}
+    assert answer.json() == {"status": "ready", "model": "whisper-base"}
 
 
 def test_metrics_are_served_unless_turned_off() -> None:

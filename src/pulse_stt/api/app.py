@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,7 +28,13 @@ async def ready(request: Request) -> JSONResponse:
     ctx: ServerContext = request.app.state.ctx
     if not ctx.ready:
         return JSONResponse({"status": "not_ready"}, status_code=503)
-    return JSONResponse({"status": "ready", "model": str(ctx.engine.model_dir)})
+    return JSONResponse({"status": "ready", "model": model_name(ctx.engine.model_dir)})
+
+
+def model_name(model_dir: object) -> str:
+    """The model's directory name, without the path (which is nobody's business outside
+    the host: `/ready` answers without credentials)."""
+    return re.split(r"[\\/]", str(model_dir).rstrip("\\/"))[-1]
 
 
 async def metrics(request: Request) -> Response:
