@@ -84,6 +84,7 @@ def _serve(settings: Settings) -> int:
     from threadpoolctl import threadpool_limits
 
     from pulse_stt.api.app import create_app
+    from pulse_stt.api.connections import guarded_protocol
     from pulse_stt.api.context import ServerContext
     from pulse_stt.api.shutdown import GracefulServer
 
@@ -101,6 +102,12 @@ def _serve(settings: Settings) -> int:
         app,
         host=settings.host,
         port=settings.port,
+        # Connections that send no complete request in time are closed (api/connections.py).
+        http=guarded_protocol(
+            header_timeout_s=settings.header_timeout_s,
+            max_waiting=settings.max_waiting_connections,
+            max_connections=settings.max_connections,
+        ),
         ws="websockets-sansio",
         ws_max_size=settings.max_frame_bytes,
         log_level=settings.log_level.lower(),

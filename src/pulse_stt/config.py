@@ -26,6 +26,29 @@ class Settings(BaseSettings):
     port: int = Field(
         8000, ge=0, le=65535, description="TCP port to listen on (0 = any free port)."
     )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A connection must send the complete headers of a request within this "
+        "long of opening (or of the previous response, when kept alive), however slowly "
+        "bytes keep coming; otherwise it is closed. Credentials travel in the headers, so "
+        "no connection stays open longer without showing them.",
+    )
+    max_waiting_connections: int = Field(
+        256,
+        ge=1,
+        description="Most connections waiting for their request headers at once; one more "
+        "closes the one that has waited longest (a real client sends its headers at once, "
+        "so a flood of silent connections pushes out its own).",
+    )
+    max_connections: int = Field(
+        768,
+        ge=1,
+        description="Most open connections (HTTP and WebSocket together); over it a new "
+        "connection is closed at once. Keep it below the process's open-file limit "
+        "(`ulimit -n`).",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="An API key to accept. Stored (hashed) in the database on start. "
