@@ -446,9 +446,8 @@ class StreamRunner:
         )
 
     async def _record_usage(self) -> None:
-        try:
-            await asyncio.to_thread(
-                self.ctx.store.record_usage,
+        try:  # queued if the store is unreachable
+            await self.ctx.usage.record(
                 key_id=self.key.id,
                 session_id=self.session_id,
                 endpoint=self.endpoint,
