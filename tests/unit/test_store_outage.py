@@ -226,3 +226,18 @@ def test_driver_timeouts_by_url() -> None:
     assert connect_args("postgresql+psycopg://u@h/db", 2.0) == {"connect_timeout": 2}
     assert connect_args("postgresql+psycopg://u@h/db", 0.5) == {"connect_timeout": 2}
     assert connect_args("postgresql+psycopg://u@h/db?connect_timeout=7", 2.0) == {}
+
+
+def test_a_websocket_handshake_that_fails_on_a_bug_is_counted() -> None:
+    store = FlakyStore()
+    store.down = False
+    store.authenticate = lambda secret: 1 / 0  # type: ignore[method-assign]
+    client = TestClient(create_app(_context(store)), raise_server_exceptions=False)  # type: ignore[arg-type]
+    with (
+        pytest.raises(Exception),  # noqa: B017,PT011 - the server answers 500 or drops it
+        client.websocket_connect(
+            "/waves/v1/stt/live?model=pulse", headers={"Authorization": f"Bearer {KEY}"}
+        ),
+    ):
+        pass
+    assert _metric(client, 'pulse_stt_errors_total{kind="internal"} 1.0')
