@@ -114,6 +114,20 @@ class Settings(BaseSettings):
         "`sqlite:///<data_dir>/pulse-stt.db`. "
         "Use `postgresql+psycopg://...` for PostgreSQL.",
     )
+    store_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="How long a database call may wait (SQLite lock wait, PostgreSQL connect) "
+        "before the store counts as unreachable: authenticated requests then get HTTP 503 "
+        "`store_unavailable` with Retry-After and `/ready` answers 503.",
+    )
+    usage_queue_max: int = Field(
+        10_000,
+        ge=1,
+        description="Usage records kept in memory while the database is unreachable, written "
+        "when it is back; when full the oldest is dropped (`pulse_stt_usage_lost_total`).",
+    )
     partial_interval_ms: int = Field(
         500, ge=100, le=10_000, description="New audio between two partial transcripts of one turn."
     )

@@ -44,6 +44,7 @@ class ErrorKind(StrEnum):
     BAD_REQUEST = "bad_request"
     EMPTY_BODY = "empty_body"
     UNAVAILABLE = "unavailable"  # shutting down
+    STORE_UNAVAILABLE = "store_unavailable"  # the key store (database) is unreachable
     INTERNAL = "internal"  # a bug: HTTP 500 or close 1011
     TOO_MANY_SESSIONS = "too_many_sessions"
     SERVER_FULL = "server_full"

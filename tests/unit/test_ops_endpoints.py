@@ -12,12 +12,21 @@ from pulse_stt.config import Settings
 from pulse_stt.ops.metrics import ServerMetrics
 
 
-def client(*, ready: bool, metrics_enabled: bool = True) -> TestClient:
+class _Reachable:
+    def __init__(self, reachable: bool) -> None:
+        self._reachable = reachable
+
+    async def reachable(self) -> bool:
+        return self._reachable
+
+
+def client(*, ready: bool, metrics_enabled: bool = True, store_up: bool = True) -> TestClient:
     ctx = SimpleNamespace(
         settings=Settings(metrics_enabled=metrics_enabled, data_dir="/nonexistent"),
         engine=SimpleNamespace(model_dir="/models/whisper-base"),
         metrics=ServerMetrics(),
         ready=ready,
+        store_guard=_Reachable(store_up),
     )
     return TestClient(create_app(ctx))  # type: ignore[arg-type]
 
@@ -27,6 +36,12 @@ def test_ready_answers_503_until_the_engine_takes_work() -> None:
     answer = client(ready=True).get("/ready")
     assert answer.status_code == 200
     assert answer.json() == {"status": "ready", "model": "whisper-base"}
+
+
+def test_ready_answers_503_while_the_store_is_unreachable() -> None:
+    answer = client(ready=True, store_up=False).get("/ready")
+    assert answer.status_code == 503
+    assert answer.json() == {"status": "not_ready", "store": "unreachable"}
 
 
 def test_metrics_are_served_unless_turned_off() -> None:

@@ -20,6 +20,7 @@ from pulse_stt.api.websocket import StreamRunner
 from pulse_stt.config import Settings
 from pulse_stt.ops.metrics import ServerMetrics
 from pulse_stt.store.db import ApiKey
+from pulse_stt.store.outage import StoreGuard, UsageRecorder
 
 
 class FakeSocket:
@@ -71,6 +72,7 @@ def run_session(
         drain=SimpleNamespace(add=lambda runner: None, discard=lambda runner: None),
         store=SimpleNamespace(record_usage=lambda **usage: None),
     )
+    ctx.usage = UsageRecorder(StoreGuard(ctx.store, timeout_s=1.0))  # type: ignore[arg-type]
     params = parse_stream_params(
         {"model": "pulse", "language": "en", "encoding": "linear16"}, legacy_path=False
     )

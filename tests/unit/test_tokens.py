@@ -27,6 +27,7 @@ from pulse_stt.api.auth import (
 from pulse_stt.api.tokens import TokenRequestError, mint_token_endpoint, requested_ttl
 from pulse_stt.ops.logs import RedactSecrets
 from pulse_stt.store.db import TOKEN_PREFIX, Store
+from pulse_stt.store.outage import StoreGuard
 from tests.unit.fake_clock import FakeClock
 
 
@@ -267,7 +268,11 @@ def client(store: Store) -> Iterator[TestClient]:
             WebSocketRoute("/ws", echo_key),
         ]
     )
-    app.state.ctx = SimpleNamespace(store=store, settings=SimpleNamespace(token_ttl_s=120))
+    app.state.ctx = SimpleNamespace(
+        store=store,
+        settings=SimpleNamespace(token_ttl_s=120),
+        store_guard=StoreGuard(store, timeout_s=2.0),
+    )
     with TestClient(app) as test_client:
         yield test_client
 

@@ -24,10 +24,12 @@ async def health(request: Request) -> JSONResponse:
 
 async def ready(request: Request) -> JSONResponse:
     """200 once the model is loaded and its decode workers take work; 503 otherwise
-    (shutting down, or a worker is gone)."""
+    (shutting down, a worker is gone, or the store is unreachable)."""
     ctx: ServerContext = request.app.state.ctx
     if not ctx.ready:
         return JSONResponse({"status": "not_ready"}, status_code=503)
+    if not await ctx.store_guard.reachable():
+        return JSONResponse({"status": "not_ready", "store": "unreachable"}, status_code=503)
     return JSONResponse({"status": "ready", "model": model_name(ctx.engine.model_dir)})
 
 

@@ -17,6 +17,7 @@ from pulse_stt.ops.metrics import ServerMetrics
 from pulse_stt.speakers.encoder import VoiceEncoder
 from pulse_stt.speakers.weights import SpeakerWeightsError
 from pulse_stt.store.db import Store
+from pulse_stt.store.outage import StoreGuard, UsageRecorder, connect_args
 from pulse_stt.text.itn import NemoInverseNormalizer
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,29 @@ class ServerContext:
     )
     # Who may start a session now: per-key and per-server limits, load (api/admission.py).
     admission: Admission = field(init=False)
+    # Store calls with a deadline; outages become 503s and /ready 503 (store/outage.py).
+    store_guard: StoreGuard = field(init=False)
+    # Usage written now, or queued while the store is unreachable.
+    usage: UsageRecorder = field(init=False)
 
     def __post_init__(self) -> None:
         self.admission = Admission.from_settings(self.settings, self.metrics.admission_refused)
+        self.store_guard = StoreGuard(
+            self.store,
+            timeout_s=self.settings.store_timeout_s,
+            on_failure=self.metrics.store_failure,
+        )
+        self.usage = UsageRecorder(
+            self.store_guard,
+            max_queued=self.settings.usage_queue_max,
+            on_lost=self.metrics.usage_lost.inc,
+        )
+        self.metrics.watch_usage_queue(lambda: len(self.usage))
 
     @classmethod
     def create(cls, settings: Settings) -> ServerContext:
-        store = Store(settings.resolved_database_url())
+        url = settings.resolved_database_url()
+        store = Store(url, connect_args=connect_args(url, settings.store_timeout_s))
         metrics = ServerMetrics()
         engine = _watched_engine(settings, None, "pulse", metrics)
         pro_engine = None
@@ -100,6 +117,7 @@ class ServerContext:
             self.pro_engine.close()
         self.dsp_pool.shutdown(wait=False, cancel_futures=True)
         self.speaker_pool.shutdown(wait=False, cancel_futures=True)
+        self.usage.close()  # a last chance for usage queued during an outage
         self.store.close()
 
 

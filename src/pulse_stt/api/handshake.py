@@ -14,6 +14,7 @@ from pulse_stt.api.drain import unavailable_response
 from pulse_stt.api.params import ParamError, parse_stream_params
 from pulse_stt.protocol import ErrorKind, StreamParams
 from pulse_stt.store.db import ApiKey
+from pulse_stt.store.outage import StoreUnavailableError, store_unavailable_response
 
 LEGACY_PATH = "/waves/v1/pulse/get_text"
 LIVE_PATH = "/waves/v1/stt/live"
@@ -34,11 +35,15 @@ def is_legacy_path(conn: HTTPConnection) -> bool:
 async def check_handshake(
     ctx: ServerContext, conn: HTTPConnection
 ) -> tuple[ApiKey, StreamParams] | HandshakeDenial:
-    """The checks before a WebSocket upgrade, in order: draining, credentials, parameters.
+    """The checks before a WebSocket upgrade, in order: draining, credentials (503 while
+    the store is unreachable), parameters.
     Shared with the browser page's handshake probe (api/browser.py)."""
     if ctx.drain.draining:  # shutting down: no new sessions
         return HandshakeDenial(unavailable_response(), ErrorKind.UNAVAILABLE)
-    key = await authenticate(ctx.store, conn)
+    try:
+        key = await ctx.store_guard.call("auth", authenticate(ctx.store, conn))
+    except StoreUnavailableError:  # a dependency outage: 503 + Retry-After, before the upgrade
+        return HandshakeDenial(store_unavailable_response(), ErrorKind.STORE_UNAVAILABLE)
     if key is None:
         return HandshakeDenial(
             JSONResponse(UNAUTHORIZED_BODY, status_code=401), ErrorKind.UNAUTHORIZED

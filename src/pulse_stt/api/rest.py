@@ -37,6 +37,7 @@ from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.engine.scheduler import SchedulerClosedError
 from pulse_stt.protocol import ErrorKind, FileParams, Webhook, WebhookOutcome
 from pulse_stt.store.db import ApiKey
+from pulse_stt.store.outage import StoreUnavailableError, store_unavailable_response
 from pulse_stt.stream.file import FileTranscription, transcribe_audio_chunks
 from pulse_stt.text.itn import NemoInverseNormalizer
 from pulse_stt.text.pipeline import TranscriptShaper
@@ -126,7 +127,10 @@ async def _transcribe_file(
     if ctx.drain.draining:  # shutting down: requests in flight finish, new ones are refused
         return unavailable_response()
     legacy = request.url.path.rstrip("/") == LEGACY_REST_PATH
-    key = await authenticate(ctx.store, request)
+    try:
+        key = await ctx.store_guard.call("auth", authenticate(ctx.store, request))
+    except StoreUnavailableError:
+        return store_unavailable_response()
     if key is None:
         return JSONResponse(UNAUTHORIZED_BODY, status_code=401)
     record.key_id = key.id
@@ -242,17 +246,13 @@ class _FileJob:
         except SchedulerClosedError:  # the engine stopped under this request: shutting down
             return unavailable_response()
         self.record.audio_s = result.duration
-        try:
-            await asyncio.to_thread(
-                ctx.store.record_usage,
-                key_id=self.key.id,
-                session_id=self.request_id,
-                endpoint=LEGACY_REST_PATH if self.legacy else REST_PATH,
-                audio_seconds=result.duration,
-                started_at=started_at,
-            )
-        except Exception:
-            log.exception("could not record usage", extra={"request_id": self.request_id})
+        await ctx.usage.record(  # queued if the store is unreachable
+            key_id=self.key.id,
+            session_id=self.request_id,
+            endpoint=LEGACY_REST_PATH if self.legacy else REST_PATH,
+            audio_seconds=result.duration,
+            started_at=started_at,
+        )
         body = await asyncio.to_thread(
             _response, result, params, len(data), ctx.itn, started, self.filename
         )

@@ -20,6 +20,7 @@ from pulse_stt.api.bodies import BodyTooLargeError, loads_json, read_body
 from pulse_stt.api.context import ServerContext
 from pulse_stt.protocol import ErrorKind
 from pulse_stt.store.db import TOKEN_PREFIX, ApiKey, BrowserToken, Store
+from pulse_stt.store.outage import StoreUnavailableError, store_unavailable_response
 
 TOKENS_PATH = "/v1/tokens"
 _MAX_BODY_BYTES = 4096
@@ -92,7 +93,12 @@ async def mint_token_endpoint(request: Request) -> JSONResponse:
         return JSONResponse(
             {"status": "error", "param": "ttl_s", "message": str(exc)}, status_code=400
         )
-    minted = await asyncio.to_thread(_mint, ctx.store, secret, ttl_s)
+    try:
+        minted = await ctx.store_guard.call(
+            "token", asyncio.to_thread(_mint, ctx.store, secret, ttl_s)
+        )
+    except StoreUnavailableError:
+        return store_unavailable_response()
     if isinstance(minted, ApiKey):
         return JSONResponse(_TOKEN_CANNOT_MINT, status_code=403)
     if minted is None:

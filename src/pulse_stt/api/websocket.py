@@ -59,7 +59,11 @@ log = logging.getLogger(__name__)
 
 async def stream_endpoint(websocket: WebSocket) -> None:
     ctx: ServerContext = websocket.app.state.ctx
-    checked = await check_handshake(ctx, websocket)
+    try:
+        checked = await check_handshake(ctx, websocket)
+    except Exception:  # a bug: the handshake is answered 500; counted like a REST 500
+        ctx.metrics.error(ErrorKind.INTERNAL)
+        raise
     if isinstance(checked, HandshakeDenial):
         ctx.metrics.error(checked.error)
         await websocket.send_denial_response(checked.response)
@@ -446,9 +450,8 @@ class StreamRunner:
         )
 
     async def _record_usage(self) -> None:
-        try:
-            await asyncio.to_thread(
-                self.ctx.store.record_usage,
+        try:  # queued if the store is unreachable
+            await self.ctx.usage.record(
                 key_id=self.key.id,
                 session_id=self.session_id,
                 endpoint=self.endpoint,

@@ -64,6 +64,8 @@ PASS_KINDS: tuple[str, ...] = tuple(PassKind)
 KNOWN_ERRORS: tuple[str, ...] = tuple(ErrorKind)
 # Why a new session was refused (api/admission.py): the key's limit, the server's, or load.
 ADMISSION_REASONS = ("key_limit", "server_full", "overloaded")
+# Which database call failed while the store was unreachable (store/outage.py).
+STORE_OPERATIONS = ("auth", "token", "usage", "probe")
 
 
 class ServerMetrics:
@@ -190,6 +192,27 @@ class ServerMetrics:
             ["model"],
             registry=registry,
         )
+        self.store_failures = Counter(
+            "pulse_stt_store_failures",
+            "Database calls that failed because the store was unreachable (locked, down, "
+            "or past store_timeout_s), by operation: auth (credential lookups), token "
+            "(minting), usage (recording), probe (/ready).",
+            ["operation"],
+            registry=registry,
+        )
+        self.usage_queued = Gauge(
+            "pulse_stt_usage_queued",
+            "Usage records waiting for the database to be reachable again. Read at scrape time.",
+            registry=registry,
+        )
+        self.usage_lost = Counter(
+            "pulse_stt_usage_lost",
+            "Usage records dropped: the queue was full, or the server stopped while the "
+            "database was unreachable.",
+            registry=registry,
+        )
+        for operation in STORE_OPERATIONS:
+            self.store_failures.labels(operation)
         self.webhook_deliveries = Counter(
             "pulse_stt_webhook_deliveries",
             "Pulse Pro webhook results, by outcome: delivered (2xx), failed (attempts used "
@@ -262,6 +285,12 @@ class ServerMetrics:
             self.error(error)
         if audio_seconds > 0:
             self.audio_seconds_by_kind["file"].inc(audio_seconds)
+
+    def store_failure(self, operation: str) -> None:
+        self.store_failures.labels(operation).inc()
+
+    def watch_usage_queue(self, queued: Callable[[], int]) -> None:
+        self.usage_queued.set_function(queued)
 
     def webhook_delivery(self, outcome: WebhookOutcome) -> None:
         self.webhook_deliveries.labels(outcome).inc()

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     DateTime,
@@ -108,13 +109,15 @@ Clock = Callable[[], datetime]  # timezone-aware UTC
 class Store:
     """Blocking database access; async callers run these methods in a thread."""
 
-    def __init__(self, url: str, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, url: str, *, clock: Clock = utc_now, connect_args: dict[str, Any] | None = None
+    ) -> None:
         self._now = clock
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(
                 parents=True, exist_ok=True
             )
-        self._engine = create_engine(url, pool_pre_ping=True)
+        self._engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args or {})
         Base.metadata.create_all(self._engine)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
@@ -226,6 +229,7 @@ class Store:
         audio_seconds: float,
         started_at: datetime,
         external_session_id: str | None = None,
+        ended_at: datetime | None = None,  # default: now (a queued record keeps its own)
     ) -> None:
         with self._sessions.begin() as db:
             db.add(
@@ -236,7 +240,7 @@ class Store:
                     endpoint=endpoint,
                     audio_seconds=round(audio_seconds, 3),
                     started_at=started_at,
-                    ended_at=self._now(),
+                    ended_at=ended_at or self._now(),
                 )
             )
 
