@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pulse_stt.store.db import check_key_length
 
 
 def _default_data_dir() -> Path:
@@ -28,8 +30,10 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(
         None,
-        description="An API key to accept. Stored (hashed) in the database on start. "
-        "When unset and the database holds no key, `serve` creates one and prints it.",
+        description="An API key to accept, at least 20 characters. Stored (hashed) in the "
+        "database on start; a key an operator revoked stays revoked (the server logs an error "
+        "and refuses it) until `pulse-stt keys enable ID`. When unset and the database holds "
+        "no active key, `serve` creates one and prints it.",
     )
     model: str = Field(
         "base",
@@ -245,6 +249,13 @@ class Settings(BaseSettings):
     metrics_enabled: bool = Field(
         True, description="Serve Prometheus metrics at `GET /metrics` (unauthenticated)."
     )
+
+    @field_validator("api_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_key_length(value.get_secret_value())
+        return value
 
     def resolved_database_url(self) -> str:
         if self.database_url:
