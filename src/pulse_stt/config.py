@@ -221,6 +221,20 @@ class Settings(BaseSettings):
         description="A client that takes nothing the server sends for this long (it does not "
         "read its socket) is closed with 1008 and everything its session held is freed.",
     )
+    auth_failure_burst: int = Field(
+        30,
+        ge=0,
+        description="Failed authentications (wrong, expired or revoked keys and tokens) one "
+        "client address may make in a burst; then its requests get HTTP 429 with Retry-After, "
+        "their credentials unchecked, until auth_failures_per_minute gives it another try. "
+        "An IPv6 /64 counts as one address; behind a proxy, the address it forwards. 0 = off.",
+    )
+    auth_failures_per_minute: float = Field(
+        30.0,
+        gt=0,
+        description="How fast a client address regains failed authentications after a burst "
+        "(per minute, up to auth_failure_burst).",
+    )
     token_ttl_s: int = Field(
         300,
         ge=10,

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket
 from pulse_stt.api.auth import (
     UNAUTHORIZED_BODY,
     Credential,
+    FailedLogins,
     accepted_subprotocol,
     authenticate,
     presented_credential,
@@ -267,7 +268,11 @@ def client(store: Store) -> Iterator[TestClient]:
             WebSocketRoute("/ws", echo_key),
         ]
     )
-    app.state.ctx = SimpleNamespace(store=store, settings=SimpleNamespace(token_ttl_s=120))
+    app.state.ctx = SimpleNamespace(
+        store=store,
+        settings=SimpleNamespace(token_ttl_s=120),
+        failed_logins=FailedLogins(30, 30),
+    )
     with TestClient(app) as test_client:
         yield test_client
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pulse_stt.api.admission import Admission
+from pulse_stt.api.auth import FailedLogins
 from pulse_stt.api.drain import SessionDrain
 from pulse_stt.api.params import ParamError
 from pulse_stt.api.webhook import WebhookJobs
@@ -51,9 +52,16 @@ class ServerContext:
     )
     # Who may start a session now: per-key and per-server limits, load (api/admission.py).
     admission: Admission = field(init=False)
+    # Failed authentications per source address: counted, throttled after a burst.
+    failed_logins: FailedLogins = field(init=False)
 
     def __post_init__(self) -> None:
         self.admission = Admission.from_settings(self.settings, self.metrics.admission_refused)
+        self.failed_logins = FailedLogins(
+            self.settings.auth_failure_burst,
+            self.settings.auth_failures_per_minute,
+            count=self.metrics.auth_failure,
+        )
 
     @classmethod
     def create(cls, settings: Settings) -> ServerContext:

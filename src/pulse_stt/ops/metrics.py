@@ -64,6 +64,10 @@ PASS_KINDS: tuple[str, ...] = tuple(PassKind)
 KNOWN_ERRORS: tuple[str, ...] = tuple(ErrorKind)
 # Why a new session was refused (api/admission.py): the key's limit, the server's, or load.
 ADMISSION_REASONS = ("key_limit", "server_full", "overloaded")
+# Why an authentication failed (api/auth.py): no credentials, wrong ones, or the source is
+# throttled after a burst of wrong ones.
+AuthFailureReason = Literal["missing", "invalid", "throttled"]
+AUTH_FAILURE_REASONS: tuple[AuthFailureReason, ...] = get_args(AuthFailureReason)
 
 
 class ServerMetrics:
@@ -182,6 +186,18 @@ class ServerMetrics:
             ["reason"],
             registry=registry,
         )
+        self.auth_failures = Counter(
+            "pulse_stt_auth_failures",
+            "Failed authentications (REST, WebSocket handshakes, the page's handshake probe, "
+            "POST /v1/tokens), by reason: missing (no credentials: 401), invalid (a wrong, "
+            "expired or revoked key or token: 401, charged to its source address), throttled "
+            "(refused with 429 unchecked: the source used up auth_failure_burst).",
+            ["reason"],
+            registry=registry,
+        )
+        self.auth_failures_by_reason = {
+            reason: self.auth_failures.labels(reason) for reason in AUTH_FAILURE_REASONS
+        }
         self.oldest_final_wait = Gauge(
             "pulse_stt_oldest_final_wait_seconds",
             "How long the oldest queued live final has waited for the model, by model (0 when "
@@ -231,6 +247,9 @@ class ServerMetrics:
     def watch_final_wait(self, model: str, wait: Callable[[], float]) -> None:
         """Read an engine's oldest live final wait at every scrape."""
         self.oldest_final_wait.labels(model).set_function(wait)
+
+    def auth_failure(self, reason: AuthFailureReason) -> None:
+        self.auth_failures_by_reason[reason].inc()
 
     def admission_refused(self, reason: str) -> None:
         self.admission_refusals.labels(reason).inc()
