@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
@@ -35,7 +35,6 @@ from pulse_stt.protocol import ErrorKind
 from pulse_stt.store.db import TOKEN_PREFIX, ApiKey, Store
 
 if TYPE_CHECKING:
-    from pulse_stt.api.context import ServerContext
     from pulse_stt.ops.metrics import AuthFailureReason
 
 log = logging.getLogger(__name__)
@@ -236,7 +235,17 @@ def unauthorized() -> AuthRefusal:
     return AuthRefusal(JSONResponse(UNAUTHORIZED_BODY, status_code=401), ErrorKind.UNAUTHORIZED)
 
 
-async def authorize(ctx: ServerContext, conn: HTTPConnection) -> ApiKey | AuthRefusal:
+class AuthContext(Protocol):
+    """What `authorize` needs of the server's context (api/context.py's ServerContext)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def failed_logins(self) -> FailedLogins: ...
+
+
+async def authorize(ctx: AuthContext, conn: HTTPConnection) -> ApiKey | AuthRefusal:
     """`authenticate` for the endpoints, with failed logins counted and throttled per
     source: the key, or the 401/429 to answer."""
     guard = ctx.failed_logins
