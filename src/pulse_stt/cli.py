@@ -94,7 +94,16 @@ def _serve(settings: Settings) -> int:
     ctx = ServerContext.create(settings)
     created_key = None
     if settings.api_key is not None:
-        ctx.store.ensure_key(setting_env("api_key"), settings.api_key.get_secret_value())
+        key = ctx.store.ensure_key(setting_env("api_key"), settings.api_key.get_secret_value())
+        if key.revoked_at is not None:  # an operator's revocation outlives restarts
+            logging.getLogger("pulse_stt.cli").error(
+                "%s is key %d, revoked at %s: it is NOT accepted. Re-enable it with "
+                "`pulse-stt keys enable %d`, or set another key.",
+                setting_env("api_key"),
+                key.id,
+                f"{key.revoked_at:%Y-%m-%d %H:%M:%S}",
+                key.id,
+            )
     elif ctx.store.active_key_count() == 0:
         _, created_key = ctx.store.create_key("first-start")
     app = create_app(ctx)
@@ -152,14 +161,19 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
             for key in store.list_keys():
                 status = "revoked" if key.revoked_at else "active"
                 print(
-                    f"{key.id:>4}  {key.name:<24} {key.hint + '…':<12} {status:<8} "
+                    f"{key.id:>4}  {key.name:<24} {key.hint:<12} {status:<8} "
                     f"{key.audio_seconds:>10.1f}  {key.created_at:%Y-%m-%d %H:%M}"
                 )
         elif args.keys_command == "revoke":
             if not store.revoke_key(args.id):
                 print(f"no active key with id {args.id}", file=sys.stderr)
                 return 1
-            print(f"revoked key {args.id}")
+            print(f"revoked key {args.id} (and its browser tokens)")
+        elif args.keys_command == "enable":
+            if not store.enable_key(args.id):
+                print(f"no revoked key with id {args.id}", file=sys.stderr)
+                return 1
+            print(f"enabled key {args.id} (tokens it minted before the revocation stay dead)")
     finally:
         store.close()
     return 0
@@ -197,8 +211,12 @@ def build_parser(*, server: bool = True) -> argparse.ArgumentParser:
     create = key_commands.add_parser("create", help="create a key and print it (once)")
     create.add_argument("--name", default="default")
     key_commands.add_parser("list", help="list keys with their audio seconds")
-    revoke = key_commands.add_parser("revoke", help="revoke a key by id")
+    revoke = key_commands.add_parser(
+        "revoke", help="revoke a key by id (and its tokens); it stays revoked across restarts"
+    )
     revoke.add_argument("id", type=int)
+    enable = key_commands.add_parser("enable", help="make a revoked key active again")
+    enable.add_argument("id", type=int)
     add_client_commands(commands)  # transcribe, stream
     return parser
 

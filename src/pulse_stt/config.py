@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pulse_stt.store.db import check_key_length
 
 
 def _default_data_dir() -> Path:
@@ -51,8 +53,10 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(
         None,
-        description="An API key to accept. Stored (hashed) in the database on start. "
-        "When unset and the database holds no key, `serve` creates one and prints it.",
+        description="An API key to accept, at least 20 characters. Stored (hashed) in the "
+        "database on start; a key an operator revoked stays revoked (the server logs an error "
+        "and refuses it) until `pulse-stt keys enable ID`. When unset and the database holds "
+        "no active key, `serve` creates one and prints it.",
     )
     model: str = Field(
         "base",
@@ -254,6 +258,20 @@ class Settings(BaseSettings):
         description="A client that takes nothing the server sends for this long (it does not "
         "read its socket) is closed with 1008 and everything its session held is freed.",
     )
+    auth_failure_burst: int = Field(
+        30,
+        ge=0,
+        description="Failed authentications (wrong, expired or revoked keys and tokens) one "
+        "client address may make in a burst; then its requests get HTTP 429 with Retry-After, "
+        "their credentials unchecked, until auth_failures_per_minute gives it another try. "
+        "An IPv6 /64 counts as one address; behind a proxy, the address it forwards. 0 = off.",
+    )
+    auth_failures_per_minute: float = Field(
+        30.0,
+        gt=0,
+        description="How fast a client address regains failed authentications after a burst "
+        "(per minute, up to auth_failure_burst).",
+    )
     token_ttl_s: int = Field(
         300,
         ge=10,
@@ -282,6 +300,13 @@ class Settings(BaseSettings):
     metrics_enabled: bool = Field(
         True, description="Serve Prometheus metrics at `GET /metrics` (unauthenticated)."
     )
+
+    @field_validator("api_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_key_length(value.get_secret_value())
+        return value
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -38,6 +38,7 @@ class ErrorKind(StrEnum):
     ENGINE_ERROR = "engine_error"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
+    AUTH_THROTTLED = "auth_throttled"  # too many failed authentications from one address
     INVALID_PARAMETER = "invalid_parameter"
     TOO_LARGE = "too_large"  # a body or frame over its limit
     TOO_LONG = "too_long"  # a REST file over max_file_audio_s once decoded

@@ -87,7 +87,7 @@ def test_create_and_authenticate(store: Store) -> None:
     assert len(secret) > 40
     assert key.name == "alice"
     assert key.revoked_at is None
-    assert secret.startswith(key.hint)
+    assert key.hint == "pstt_…" + secret[-4:]
     found = store.authenticate(secret)
     assert found is not None
     assert found.id == key.id
@@ -122,7 +122,7 @@ def test_revoked_key_is_rejected(store: Store) -> None:
     assert listed[other.id].revoked_at is None
 
 
-def test_ensure_key_idempotent_and_reactivates(store: Store) -> None:
+def test_ensure_key_idempotent_and_keeps_a_revocation(store: Store) -> None:
     secret = "pstt_configured_0123456789abcdef"
     first = store.ensure_key("env", secret)
     second = store.ensure_key("env", secret)
@@ -133,7 +133,9 @@ def test_ensure_key_idempotent_and_reactivates(store: Store) -> None:
     assert store.authenticate(secret) is None
     third = store.ensure_key("env", secret)
     assert third.id == first.id
-    assert third.revoked_at is None
+    assert third.revoked_at is not None  # only `enable_key` undoes a revocation
+    assert store.authenticate(secret) is None
+    assert store.enable_key(first.id)
     found = store.authenticate(secret)
     assert found is not None and found.id == first.id
     assert len(store.list_keys()) == 1

@@ -19,12 +19,18 @@ EXPECTED_POLICY = (
 )
 
 
+class ReachableStore:
+    async def reachable(self) -> bool:
+        return True
+
+
 def client(model_dir: str = "/srv/models/whisper-base") -> TestClient:
     ctx = SimpleNamespace(
         settings=Settings(data_dir="/nonexistent"),
         engine=SimpleNamespace(model_dir=model_dir),
         metrics=ServerMetrics(),
         ready=True,
+        store_guard=ReachableStore(),
     )
     return TestClient(create_app(ctx))  # type: ignore[arg-type]
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from pulse_stt.api.app import create_app
+from pulse_stt.api.auth import FailedLogins
 from pulse_stt.api.drain import SessionDrain
 from pulse_stt.config import Settings
 from pulse_stt.ops.metrics import ServerMetrics
@@ -79,6 +80,7 @@ def _context(store: FlakyStore) -> SimpleNamespace:
         ready=True,
         store=store,
         store_guard=guard,
+        failed_logins=FailedLogins(30, 30),
         usage=UsageRecorder(guard, on_lost=metrics.usage_lost.inc),
     )
 

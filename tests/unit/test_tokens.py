@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket
 from pulse_stt.api.auth import (
     UNAUTHORIZED_BODY,
     Credential,
+    FailedLogins,
     accepted_subprotocol,
     authenticate,
     presented_credential,
@@ -272,6 +273,7 @@ def client(store: Store) -> Iterator[TestClient]:
         store=store,
         settings=SimpleNamespace(token_ttl_s=120),
         store_guard=StoreGuard(store, timeout_s=2.0),
+        failed_logins=FailedLogins(30, 30),
     )
     with TestClient(app) as test_client:
         yield test_client

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pulse_stt.api.admission import Admission
+from pulse_stt.api.auth import FailedLogins
 from pulse_stt.api.drain import SessionDrain
 from pulse_stt.api.params import ParamError
 from pulse_stt.api.webhook import WebhookJobs
@@ -54,6 +55,8 @@ class ServerContext:
     admission: Admission = field(init=False)
     # Store calls with a deadline; outages become 503s and /ready 503 (store/outage.py).
     store_guard: StoreGuard = field(init=False)
+    # Failed authentications per source address: counted, throttled after a burst.
+    failed_logins: FailedLogins = field(init=False)
     # Usage written now, or queued while the store is unreachable.
     usage: UsageRecorder = field(init=False)
 
@@ -70,6 +73,11 @@ class ServerContext:
             on_lost=self.metrics.usage_lost.inc,
         )
         self.metrics.watch_usage_queue(lambda: len(self.usage))
+        self.failed_logins = FailedLogins(
+            self.settings.auth_failure_burst,
+            self.settings.auth_failures_per_minute,
+            count=self.metrics.auth_failure,
+        )
 
     @classmethod
     def create(cls, settings: Settings) -> ServerContext:

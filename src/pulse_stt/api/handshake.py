@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 
-from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
+from pulse_stt.api.auth import AuthRefusal, authorize
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.drain import unavailable_response
 from pulse_stt.api.params import ParamError, parse_stream_params
@@ -41,13 +41,11 @@ async def check_handshake(
     if ctx.drain.draining:  # shutting down: no new sessions
         return HandshakeDenial(unavailable_response(), ErrorKind.UNAVAILABLE)
     try:
-        key = await ctx.store_guard.call("auth", authenticate(ctx.store, conn))
+        key = await authorize(ctx, conn)  # failed logins counted and throttled per source
     except StoreUnavailableError:  # a dependency outage: 503 + Retry-After, before the upgrade
         return HandshakeDenial(store_unavailable_response(), ErrorKind.STORE_UNAVAILABLE)
-    if key is None:
-        return HandshakeDenial(
-            JSONResponse(UNAUTHORIZED_BODY, status_code=401), ErrorKind.UNAUTHORIZED
-        )
+    if isinstance(key, AuthRefusal):
+        return HandshakeDenial(key.response, key.error)
     try:
         params = parse_stream_params(conn.query_params, legacy_path=is_legacy_path(conn))
         ctx.check_diarize(params.text.diarize)

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from pulse_stt.api.admission import Refusal, Slot
-from pulse_stt.api.auth import UNAUTHORIZED_BODY, authenticate
+from pulse_stt.api.auth import AuthRefusal, authorize
 from pulse_stt.api.bodies import BodyTooLargeError, loads_json, read_body
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.drain import unavailable_response
@@ -128,11 +128,11 @@ async def _transcribe_file(
         return unavailable_response()
     legacy = request.url.path.rstrip("/") == LEGACY_REST_PATH
     try:
-        key = await ctx.store_guard.call("auth", authenticate(ctx.store, request))
+        key = await authorize(ctx, request)  # failed logins counted and throttled per source
     except StoreUnavailableError:
         return store_unavailable_response()
-    if key is None:
-        return JSONResponse(UNAUTHORIZED_BODY, status_code=401)
+    if isinstance(key, AuthRefusal):
+        return key.response
     record.key_id = key.id
     try:
         params = parse_file_params(request.query_params, legacy_path=legacy)

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from pulse_stt.api.auth import UNAUTHORIZED_BODY, bearer_token
+from pulse_stt.api.auth import UNAUTHORIZED_BODY, bearer_token, client_source
 from pulse_stt.api.bodies import BodyTooLargeError, loads_json, read_body
 from pulse_stt.api.context import ServerContext
 from pulse_stt.protocol import ErrorKind
@@ -84,8 +84,17 @@ async def _small_body(request: Request) -> bytes:
 
 async def mint_token_endpoint(request: Request) -> JSONResponse:
     ctx: ServerContext = request.app.state.ctx
+    # Failed logins here spend the same per-source budget as everywhere (api/auth.py).
+    source = client_source(request)
+    throttled = ctx.failed_logins.check(source)
+    if throttled is not None:
+        return throttled.response
     secret = bearer_token(request.headers)
-    if secret is None or len(secret) > 512:
+    if secret is None:
+        ctx.failed_logins.missing()
+        return JSONResponse(_MINT_UNAUTHORIZED, status_code=401)
+    if len(secret) > 512:
+        ctx.failed_logins.failed(source, "header")
         return JSONResponse(_MINT_UNAUTHORIZED, status_code=401)
     try:
         ttl_s = requested_ttl(await _small_body(request), ctx.settings.token_ttl_s)
@@ -102,6 +111,7 @@ async def mint_token_endpoint(request: Request) -> JSONResponse:
     if isinstance(minted, ApiKey):
         return JSONResponse(_TOKEN_CANNOT_MINT, status_code=403)
     if minted is None:
+        ctx.failed_logins.failed(source, "header")
         return JSONResponse(_MINT_UNAUTHORIZED, status_code=401)
     return JSONResponse(
         {

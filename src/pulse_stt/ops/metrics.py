@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol, get_args
 
 from prometheus_client import (
@@ -26,11 +26,10 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from pulse_stt import __version__
 from pulse_stt.engine.scheduler import PassReport, QueueDepth
+from pulse_stt.ops.collectors import WorkerRestarts
 from pulse_stt.protocol import ErrorKind, FinalReason, PassKind, WebhookOutcome
 
 Endpoint = Literal["live", "legacy"]
@@ -66,6 +65,10 @@ KNOWN_ERRORS: tuple[str, ...] = tuple(ErrorKind)
 ADMISSION_REASONS = ("key_limit", "server_full", "overloaded")
 # Which database call failed while the store was unreachable (store/outage.py).
 STORE_OPERATIONS = ("auth", "token", "usage", "probe")
+# Why an authentication failed (api/auth.py): no credentials, wrong ones, or the source is
+# throttled after a burst of wrong ones.
+AuthFailureReason = Literal["missing", "invalid", "throttled"]
+AUTH_FAILURE_REASONS: tuple[AuthFailureReason, ...] = get_args(AuthFailureReason)
 
 
 class ServerMetrics:
@@ -173,7 +176,7 @@ class ServerMetrics:
             ["model", "queue"],
             registry=registry,
         )
-        self._worker_restarts = _WorkerRestarts()
+        self._worker_restarts = WorkerRestarts()
         registry.register(self._worker_restarts)
         self.admission_refusals = Counter(
             "pulse_stt_admission_refusals",
@@ -184,6 +187,18 @@ class ServerMetrics:
             ["reason"],
             registry=registry,
         )
+        self.auth_failures = Counter(
+            "pulse_stt_auth_failures",
+            "Failed authentications (REST, WebSocket handshakes, the page's handshake probe, "
+            "POST /v1/tokens), by reason: missing (no credentials: 401), invalid (a wrong, "
+            "expired or revoked key or token: 401, charged to its source address), throttled "
+            "(refused with 429 unchecked: the source used up auth_failure_burst).",
+            ["reason"],
+            registry=registry,
+        )
+        self.auth_failures_by_reason = {
+            reason: self.auth_failures.labels(reason) for reason in AUTH_FAILURE_REASONS
+        }
         self.oldest_final_wait = Gauge(
             "pulse_stt_oldest_final_wait_seconds",
             "How long the oldest queued live final has waited for the model, by model (0 when "
@@ -255,6 +270,9 @@ class ServerMetrics:
         """Read an engine's oldest live final wait at every scrape."""
         self.oldest_final_wait.labels(model).set_function(wait)
 
+    def auth_failure(self, reason: AuthFailureReason) -> None:
+        self.auth_failures_by_reason[reason].inc()
+
     def admission_refused(self, reason: str) -> None:
         self.admission_refusals.labels(reason).inc()
 
@@ -303,29 +321,6 @@ class ServerMetrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-class _WorkerRestarts(Collector):
-    """`pulse_stt_decode_worker_restarts_total{model}`: decode worker threads that died (and
-    were replaced at once), counted by the scheduler and read at scrape time."""
-
-    def __init__(self) -> None:
-        self._sources: dict[str, Callable[[], int]] = {}
-
-    def watch(self, model: str, restarts: Callable[[], int]) -> None:
-        self._sources[model] = restarts
-
-    def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily(
-            "pulse_stt_decode_worker_restarts",
-            "Decode worker threads that died and were replaced, by model. A dead worker "
-            "fails the jobs it held (those sessions get engine_error) and a new one takes "
-            "its place.",
-            labels=["model"],
-        )
-        for model, restarts in self._sources.items():
-            family.add_metric([model], restarts())
-        yield family
 
 
 class AudioArrivals:
