@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pulse_stt.api.admission import Admission
+from pulse_stt.api.bodies import UploadBudget
 from pulse_stt.api.drain import SessionDrain
 from pulse_stt.api.params import ParamError
 from pulse_stt.api.webhook import WebhookJobs
@@ -51,9 +52,12 @@ class ServerContext:
     )
     # Who may start a session now: per-key and per-server limits, load (api/admission.py).
     admission: Admission = field(init=False)
+    # Bytes of REST audio held at once, in memory or temporary files (api/bodies.py).
+    uploads: UploadBudget = field(init=False)
 
     def __post_init__(self) -> None:
         self.admission = Admission.from_settings(self.settings, self.metrics.admission_refused)
+        self.uploads = UploadBudget(self.settings.max_upload_bytes_in_flight)
 
     @classmethod
     def create(cls, settings: Settings) -> ServerContext:
