@@ -162,6 +162,15 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest REST body or fetched file (HTTP 413 above).",
     )
+    max_upload_bytes_in_flight: int = Field(
+        2 * 1024 * 1024 * 1024,
+        ge=0,
+        description="Most bytes of REST audio (bodies and fetched files) the server holds at "
+        "once, from the first byte received until the answer (webhook mode: until the "
+        "delivery). Bodies are spooled to temporary files (the system temp dir, `TMPDIR`) "
+        "past 2 MiB, so this bounds disk, not memory. A request that would pass it gets "
+        "HTTP 503 (`server_full`) with Retry-After; 0 = unlimited.",
+    )
     max_file_audio_s: float = Field(
         14_400.0,
         gt=0,

@@ -279,3 +279,35 @@ def test_an_ogg_opus_frame_of_an_hour_keeps_the_servers_memory(
         [*chunks(pcm16(clips[3].audio)), {"type": "close_stream"}],
     )
     assert wer(clips[3].text, after.final_text) < 0.15
+
+
+def test_a_300_mib_chunked_upload_is_not_held_in_memory(bomb_server: Server) -> None:
+    """Issue 20 row 3: a REST body is spooled to a temporary file, not held in memory (it
+    was held whole, twice: a 300 MiB upload raised RSS by 582 MB)."""
+    size = 300 * 2**20
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + size)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+        + b"data"
+        + struct.pack("<I", size)
+    )
+    block = bytes(2**20)  # silence, sent 300 times: never held by the test either
+
+    def body() -> Iterator[bytes]:  # a generator: sent chunked, without a Content-Length
+        yield header
+        for _ in range(size // len(block)):
+            yield block
+
+    before = rss(bomb_server.pid)
+    with PeakRss(bomb_server.pid) as peak:
+        response = httpx.post(
+            f"{bomb_server.http}{STT}?model=pulse&language=en",
+            content=body(),
+            headers={**bomb_server.headers(), "Content-Type": "audio/wav"},
+            timeout=300,
+        )
+    print(f"300 MiB upload: RSS {before / 2**20:.0f} MiB -> peak {peak.peak / 2**20:.0f} MiB")
+    clear_error(response, 413, "too_long")  # 9830 s of silence: over this server's 120 s
+    assert peak.peak - before < 100 * 2**20, (before, peak.peak)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from pulse_stt.api.admission import Admission
 from pulse_stt.api.auth import FailedLogins
+from pulse_stt.api.bodies import UploadBudget
 from pulse_stt.api.drain import SessionDrain
 from pulse_stt.api.params import ParamError
 from pulse_stt.api.webhook import WebhookJobs
@@ -59,9 +60,12 @@ class ServerContext:
     failed_logins: FailedLogins = field(init=False)
     # Usage written now, or queued while the store is unreachable.
     usage: UsageRecorder = field(init=False)
+    # Bytes of REST audio held at once, in memory or temporary files (api/bodies.py).
+    uploads: UploadBudget = field(init=False)
 
     def __post_init__(self) -> None:
         self.admission = Admission.from_settings(self.settings, self.metrics.admission_refused)
+        self.uploads = UploadBudget(self.settings.max_upload_bytes_in_flight)
         self.store_guard = StoreGuard(
             self.store,
             timeout_s=self.settings.store_timeout_s,

@@ -19,7 +19,14 @@ from starlette.responses import JSONResponse
 
 from pulse_stt.api.admission import Refusal, Slot
 from pulse_stt.api.auth import AuthRefusal, authorize
-from pulse_stt.api.bodies import BodyTooLargeError, loads_json, read_body
+from pulse_stt.api.bodies import (
+    BodyTooLargeError,
+    SpooledBody,
+    UploadBudgetError,
+    loads_json,
+    read_body,
+    spool_body,
+)
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.drain import unavailable_response
 from pulse_stt.api.fetch import FetchError, FetchTooLargeError, fetch_url
@@ -147,6 +154,7 @@ async def _transcribe_file(
         return admitted.response()
     job = _FileJob(ctx, key, params, legacy, request_id, record)
     handed_off = False
+    audio: _Audio | JSONResponse | None = None
     try:
         audio = await _read_audio(request, ctx, record)
         if isinstance(audio, JSONResponse):
@@ -154,48 +162,76 @@ async def _transcribe_file(
         job.filename = audio.filename
         if params.webhook is not None:
             record.webhook = True
-            ctx.webhooks.start(_webhook_job(job, audio.data, params.webhook, admitted), request_id)
+            ctx.webhooks.start(_webhook_job(job, audio.body, params.webhook, admitted), request_id)
             handed_off = True
             return JSONResponse({"status": "processing", "request_id": request_id})
-        return await job.run(audio.data)
+        return await job.run(audio.body)
     finally:
         if not handed_off:
             admitted.release()
+            if isinstance(audio, _Audio):
+                audio.body.close()
 
 
 @dataclass(frozen=True)
 class _Audio:
-    data: bytes
+    body: SpooledBody  # in memory when small, else a temporary file; the caller closes it
     filename: str | None
 
 
 async def _read_audio(
     request: Request, ctx: ServerContext, record: _RequestRecord
 ) -> _Audio | JSONResponse:
-    """The request's audio (its bytes, or the file at its JSON `url`), or the error answer."""
-    limit = ctx.settings.max_upload_bytes
+    """The request's audio (its body, or the file at its JSON `url`), spooled to a
+    temporary file past a few MB and charged to the server's upload budget; or the error
+    answer."""
+    body = SpooledBody(ctx.settings.max_upload_bytes, ctx.uploads)
+    try:
+        answer = await _spool_audio(request, ctx, record, body)
+    except BaseException:
+        body.close()
+        raise
+    if isinstance(answer, JSONResponse):
+        body.close()
+    return answer
+
+
+async def _spool_audio(
+    request: Request, ctx: ServerContext, record: _RequestRecord, body: SpooledBody
+) -> _Audio | JSONResponse:
+    limit = body.limit
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     filename = _disposition_filename(request.headers.get("content-disposition"))
     try:
         if content_type == "application/json":
-            url, data = await _fetch_from_json(ctx, await read_body(request, _MAX_JSON_BODY))
+            url = await _fetch_from_json(ctx, await read_body(request, _MAX_JSON_BODY), body)
             filename = posixpath.basename(unquote(urlsplit(url).path)) or None
         else:
-            data = await read_body(request, limit)
+            await spool_body(request, body)
     except BodyTooLargeError:
         return rest_error(413, ErrorKind.TOO_LARGE, f"the body is over the {limit} byte limit.")
+    except UploadBudgetError:
+        retry_after = ctx.settings.admission_retry_after_s
+        refusal = rest_error(
+            503,
+            ErrorKind.SERVER_FULL,
+            "this server holds as much uploaded audio as it may at once "
+            f"(max_upload_bytes_in_flight); retry in {retry_after} s or send a smaller file.",
+        )
+        refusal.headers["Retry-After"] = str(retry_after)
+        return refusal
     except FetchTooLargeError as exc:
         return rest_error(413, ErrorKind.TOO_LARGE, str(exc))
     except (FetchError, ValueError) as exc:
         return rest_error(400, ErrorKind.BAD_REQUEST, str(exc))
-    record.body_bytes = len(data)
-    if not data:
+    record.body_bytes = body.size
+    if not body.size:
         return rest_error(
             400,
             ErrorKind.EMPTY_BODY,
             'the request body is empty; send the audio file\'s bytes, or JSON {"url": "..."}.',
         )
-    return _Audio(data, filename)
+    return _Audio(body, filename)
 
 
 def _disposition_filename(header: str | None) -> str | None:
@@ -220,7 +256,7 @@ class _FileJob:
     record: _RequestRecord
     filename: str | None = None
 
-    async def run(self, data: bytes) -> JSONResponse:
+    async def run(self, audio: SpooledBody) -> JSONResponse:
         """Transcribe, record usage; the answer (200 body or error) a synchronous request
         gets."""
         ctx, params = self.ctx, self.params
@@ -230,7 +266,7 @@ class _FileJob:
         try:
             result = await asyncio.to_thread(
                 lambda: transcribe_audio_chunks(
-                    iter_file_audio(data, max_seconds=ctx.settings.max_file_audio_s),
+                    iter_file_audio(audio.rewound(), max_seconds=ctx.settings.max_file_audio_s),
                     engine=engine,
                     params=params,
                     request_id=self.request_id,
@@ -254,13 +290,13 @@ class _FileJob:
             started_at=started_at,
         )
         body = await asyncio.to_thread(
-            _response, result, params, len(data), ctx.itn, started, self.filename
+            _response, result, params, audio.size, ctx.itn, started, self.filename
         )
         self.record.transcript = str(body["transcription"])
         return JSONResponse(body)
 
 
-async def _webhook_job(job: _FileJob, data: bytes, webhook: Webhook, slot: Slot) -> None:
+async def _webhook_job(job: _FileJob, audio: SpooledBody, webhook: Webhook, slot: Slot) -> None:
     """Webhook mode, in the background: transcribe on the shared engine (queued as file
     work, holding the request's admission slot), then deliver what a synchronous request
     would have got, errors included. Cancelled by shutdown: reported as aborted."""
@@ -269,8 +305,9 @@ async def _webhook_job(job: _FileJob, data: bytes, webhook: Webhook, slot: Slot)
     transcript = None
     try:
         try:
-            answer = await job.run(data)
+            answer = await job.run(audio)
         finally:
+            audio.close()  # the audio is not needed for the delivery
             slot.release()
         ctx.metrics.file_audio(job.record.audio_s)
         body = _with_request_id(answer, job.request_id)
@@ -307,21 +344,23 @@ def _report(
     )
 
 
-async def _fetch_from_json(ctx: ServerContext, body: bytes) -> tuple[str, bytes]:
+async def _fetch_from_json(ctx: ServerContext, request_body: bytes, into: SpooledBody) -> str:
+    """The JSON body's `url`, whose file is fetched into `into`."""
     try:
-        payload = loads_json(body)
+        payload = loads_json(request_body)
     except ValueError:
         raise FetchError('the JSON body is not valid JSON; send {"url": "https://..."}') from None
     if not isinstance(payload, dict) or not isinstance(payload.get("url"), str):
         raise FetchError('the JSON body must be {"url": "https://..."}')
     settings = ctx.settings
-    data = await fetch_url(
+    await fetch_url(
         payload["url"],
         max_bytes=settings.max_upload_bytes,
         timeout_s=settings.url_timeout_s,
         allow_private=settings.allow_private_urls,
+        write=into.write,
     )
-    return payload["url"], data
+    return str(payload["url"])
 
 
 def _response(
