@@ -124,9 +124,11 @@ class Settings(BaseSettings):
     max_file_audio_s: float = Field(
         14_400.0,
         gt=0,
-        description="Most audio one REST file may hold, in seconds once decoded: a longer one "
-        "is refused with HTTP 413 (`too_long`) as soon as decoding passes the limit (a few kB "
-        "that declare a sample rate of 1 Hz are days of audio).",
+        description="Most audio one REST file may hold, in seconds: a longer one is refused "
+        "with HTTP 413 (`too_long`) before decoding when its header declares the duration "
+        "(WAV and most containers), else as soon as decoding passes the limit (a few kB that "
+        "declare a sample rate of 1 Hz are days of audio). Files declaring a sample rate "
+        "below 4000 Hz are refused (400 `bad_audio`).",
     )
     allow_private_urls: bool = Field(
         False,
