@@ -178,11 +178,30 @@ class Settings(BaseSettings):
         "(the finals of all audio received, is_last, close 1000).",
     )
     max_sessions_per_key: int = Field(
-        100,
+        16,
         ge=0,
         description="Most sessions one API key may hold at once on this server (WebSocket "
         "streams plus REST requests in flight); 0 = unlimited. Over it a WebSocket gets an "
-        "`error` message (`too_many_sessions`) and close 1008, REST gets HTTP 429.",
+        "`error` message (`too_many_sessions`) and close 1008, REST gets HTTP 429. Keep it "
+        "below max_sessions (the default is a quarter of it) so that no one key can take "
+        "every slot; a value that is not below it is logged as a warning at startup.",
+    )
+    token_max_sessions: int = Field(
+        4,
+        ge=0,
+        description="Most sessions one browser token (`POST /v1/tokens`) may hold at once "
+        "on this server, counted per token and also against its key's "
+        "max_sessions_per_key; 0 = only the key's limit. Over it: as for "
+        "max_sessions_per_key.",
+    )
+    token_session_grace_s: float = Field(
+        3600.0,
+        ge=0,
+        description="A WebSocket session opened with a browser token ends (as close_stream "
+        "would: its finals, is_last, close 1000, after an `error` message "
+        "`session_too_long`) at most this long after the token expires, and never later "
+        "than max_session_s; 0 = when the token expires. A page that streams for longer "
+        "opens a new session with a fresh token.",
     )
     max_sessions: int = Field(
         64,

@@ -256,6 +256,51 @@ def test_a_full_server_refuses_with_503_before_the_upgrade(
     assert got.close_code == 1000 and wer(clips[2].text, got.final_text) < 0.25
 
 
+def test_with_the_defaults_one_key_opening_sessions_is_refused_while_another_gets_in(
+    server: Server,
+) -> None:
+    """Issue 20 row 2, the probe: one key opened sessions until every other key got
+    `server_full`. With the production defaults it is refused at its own limit (a quarter
+    of the server) and a second key still streams and posts."""
+    other = create_key(server, "fair-share-second-key")
+
+    async def scenario() -> tuple[int, dict[str, Any], int | None, int, int]:
+        url = f"{server.ws}{LIVE}?{Q}"
+        async with contextlib.AsyncExitStack() as held:
+            opened = 0
+            while True:
+                ws = await held.enter_async_context(
+                    websockets.connect(url, additional_headers=server.headers())
+                )
+                with contextlib.suppress(TimeoutError):
+                    refusal = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+                    with pytest.raises(websockets.ConnectionClosed):
+                        await asyncio.wait_for(ws.recv(), 10)
+                    break
+                opened += 1
+                assert opened <= 64, "no per-key limit below the server's"
+            async with websockets.connect(url, additional_headers=bearer(other)) as second:
+                await second.send(json.dumps({"type": "keepalive"}))
+                pong = json.loads(await asyncio.wait_for(second.recv(), 10))
+                assert pong["type"] == "pong", pong
+            async with httpx.AsyncClient(timeout=60) as http:
+                first_rest = await http.post(
+                    f"{server.http}{REST}", content=b"", headers=server.headers()
+                )
+                other_rest = await http.post(
+                    f"{server.http}{REST}", content=b"", headers=bearer(other)
+                )
+            return opened, refusal, ws.close_code, first_rest.status_code, other_rest.status_code
+
+    opened, refusal, code, first_rest, other_rest = asyncio.run(scenario())
+    assert opened == 16  # max_sessions_per_key: a quarter of max_sessions (64)
+    assert refusal["error"] == "too_many_sessions" and "max_sessions_per_key" in refusal["message"]
+    assert code == 1008
+    assert first_rest == 429  # the key is at its limit on REST too
+    assert other_rest == 400  # the second key is admitted (then told its body is empty)
+    wait_for(lambda s: active(s) == 0, server)
+
+
 # -- admission control under real overload -----------------------------------------------
 
 
