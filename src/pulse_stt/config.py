@@ -232,6 +232,16 @@ class Settings(BaseSettings):
         "client's frames until the backlog drains (TCP slows the sender; nothing is lost), "
         "and a queued partial is dropped when a newer one of the same turn is queued.",
     )
+    max_frames_per_s: float = Field(
+        200.0,
+        ge=0,
+        description="Most WebSocket frames (binary or text) the server reads from one session "
+        "a second, with bursts of up to a second's worth; over it the server waits before "
+        "reading the session's next frame (TCP slows the sender; nothing is lost). Every "
+        "frame costs the same fixed work whatever its size: this keeps a flood of tiny "
+        "frames from delaying other sessions. Pulse clients send 10 to 100 frames a second "
+        "(100 to 20 ms of audio each). 0 = no limit.",
+    )
     send_timeout_s: float = Field(
         30.0,
         gt=0,

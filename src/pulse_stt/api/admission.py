@@ -287,3 +287,28 @@ def limit_warnings(settings: Settings) -> list[str]:
                 "max_sessions (the default per key is a quarter of it)."
             )
     return warnings
+
+
+class FramePacer:
+    """Per-session frame budget (`max_frames_per_s`): each WebSocket frame costs the server
+    the same fixed work (a trip through the DSP pool, a parse) whatever its size, so a
+    flood of 1-byte frames would take a core and delay every other session's finals. A
+    token bucket of `rate` frames a second, holding at most one second's worth: within it
+    frames are read at once; over it the receive loop waits before reading the next frame,
+    and TCP slows the sender. Only the flooding session waits."""
+
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
+        self.rate = rate  # 0: no limit
+        self._clock = clock
+        self._tokens = rate
+        self._last = clock()
+
+    def charge(self) -> float:
+        """Take one frame's worth; the seconds to wait before reading the next frame."""
+        if not self.rate:
+            return 0.0
+        now = self._clock()
+        self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        self._tokens -= 1.0
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate

@@ -23,7 +23,7 @@ from typing import Any
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pulse_stt.api.admission import Refusal
+from pulse_stt.api.admission import FramePacer, Refusal
 from pulse_stt.api.auth import accepted_subprotocol
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.control import (
@@ -164,6 +164,7 @@ class StreamRunner:
         limit_s = session_limit_s(settings, key)
         self._deadline = time.monotonic() + limit_s
         self._token_bound = limit_s < settings.max_session_s  # the token's expiry comes first
+        self._pacer = FramePacer(settings.max_frames_per_s, time.monotonic)
         self._log = ContextLogger(log, {"session_id": self.session_id})
         self._ops: StreamMetrics = ctx.metrics.stream_session(
             "legacy" if endpoint == LEGACY_PATH else "live"
@@ -258,6 +259,10 @@ class StreamRunner:
                 return False
             if sender.done():  # the send side failed: the client is gone
                 return False
+            # A fixed cost per frame, whatever its size: a flood of tiny frames waits here,
+            # before its next read, instead of taking the DSP threads from other sessions.
+            if (wait := self._pacer.charge()) > 0:
+                await asyncio.sleep(wait)
             data = received.get("bytes")
             if data is not None:
                 if not await self.live.feed(data, received_at):
