@@ -174,9 +174,11 @@ class Settings(BaseSettings):
     max_file_audio_s: float = Field(
         14_400.0,
         gt=0,
-        description="Most audio one REST file may hold, in seconds once decoded: a longer one "
-        "is refused with HTTP 413 (`too_long`) as soon as decoding passes the limit (a few kB "
-        "that declare a sample rate of 1 Hz are days of audio).",
+        description="Most audio one REST file may hold, in seconds: a longer one is refused "
+        "with HTTP 413 (`too_long`) before decoding when its header declares the duration "
+        "(WAV and most containers), else as soon as decoding passes the limit (a few kB that "
+        "declare a sample rate of 1 Hz are days of audio). Files declaring a sample rate "
+        "below 4000 Hz are refused (400 `bad_audio`).",
     )
     allow_private_urls: bool = Field(
         False,
@@ -226,11 +228,30 @@ class Settings(BaseSettings):
         "(the finals of all audio received, is_last, close 1000).",
     )
     max_sessions_per_key: int = Field(
-        100,
+        16,
         ge=0,
         description="Most sessions one API key may hold at once on this server (WebSocket "
         "streams plus REST requests in flight); 0 = unlimited. Over it a WebSocket gets an "
-        "`error` message (`too_many_sessions`) and close 1008, REST gets HTTP 429.",
+        "`error` message (`too_many_sessions`) and close 1008, REST gets HTTP 429. Keep it "
+        "below max_sessions (the default is a quarter of it) so that no one key can take "
+        "every slot; a value that is not below it is logged as a warning at startup.",
+    )
+    token_max_sessions: int = Field(
+        4,
+        ge=0,
+        description="Most sessions one browser token (`POST /v1/tokens`) may hold at once "
+        "on this server, counted per token and also against its key's "
+        "max_sessions_per_key; 0 = only the key's limit. Over it: as for "
+        "max_sessions_per_key.",
+    )
+    token_session_grace_s: float = Field(
+        3600.0,
+        ge=0,
+        description="A WebSocket session opened with a browser token ends (as close_stream "
+        "would: its finals, is_last, close 1000, after an `error` message "
+        "`session_too_long`) at most this long after the token expires, and never later "
+        "than max_session_s; 0 = when the token expires. A page that streams for longer "
+        "opens a new session with a fresh token.",
     )
     max_sessions: int = Field(
         64,
@@ -260,6 +281,16 @@ class Settings(BaseSettings):
         "transcribed plus messages not yet written. Above it the server stops reading the "
         "client's frames until the backlog drains (TCP slows the sender; nothing is lost), "
         "and a queued partial is dropped when a newer one of the same turn is queued.",
+    )
+    max_frames_per_s: float = Field(
+        200.0,
+        ge=0,
+        description="Most WebSocket frames (binary or text) the server reads from one session "
+        "a second, with bursts of up to a second's worth; over it the server waits before "
+        "reading the session's next frame (TCP slows the sender; nothing is lost). Every "
+        "frame costs the same fixed work whatever its size: this keeps a flood of tiny "
+        "frames from delaying other sessions. Pulse clients send 10 to 100 frames a second "
+        "(100 to 20 ms of audio each). 0 = no limit.",
     )
     send_timeout_s: float = Field(
         30.0,

@@ -256,6 +256,115 @@ def test_a_full_server_refuses_with_503_before_the_upgrade(
     assert got.close_code == 1000 and wer(clips[2].text, got.final_text) < 0.25
 
 
+def test_with_the_defaults_one_key_opening_sessions_is_refused_while_another_gets_in(
+    server: Server,
+) -> None:
+    """Issue 20 row 2, the probe: one key opened sessions until every other key got
+    `server_full`. With the production defaults it is refused at its own limit (a quarter
+    of the server) and a second key still streams and posts."""
+    other = create_key(server, "fair-share-second-key")
+
+    async def scenario() -> tuple[int, dict[str, Any], int | None, int, int]:
+        url = f"{server.ws}{LIVE}?{Q}"
+        async with contextlib.AsyncExitStack() as held:
+            opened = 0
+            while True:
+                ws = await held.enter_async_context(
+                    websockets.connect(url, additional_headers=server.headers())
+                )
+                with contextlib.suppress(TimeoutError):
+                    refusal = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+                    with pytest.raises(websockets.ConnectionClosed):
+                        await asyncio.wait_for(ws.recv(), 10)
+                    break
+                opened += 1
+                assert opened <= 64, "no per-key limit below the server's"
+            async with websockets.connect(url, additional_headers=bearer(other)) as second:
+                await second.send(json.dumps({"type": "keepalive"}))
+                pong = json.loads(await asyncio.wait_for(second.recv(), 10))
+                assert pong["type"] == "pong", pong
+            async with httpx.AsyncClient(timeout=60) as http:
+                first_rest = await http.post(
+                    f"{server.http}{REST}", content=b"", headers=server.headers()
+                )
+                other_rest = await http.post(
+                    f"{server.http}{REST}", content=b"", headers=bearer(other)
+                )
+            return opened, refusal, ws.close_code, first_rest.status_code, other_rest.status_code
+
+    opened, refusal, code, first_rest, other_rest = asyncio.run(scenario())
+    assert opened == 16  # max_sessions_per_key: a quarter of max_sessions (64)
+    assert refusal["error"] == "too_many_sessions" and "max_sessions_per_key" in refusal["message"]
+    assert code == 1008
+    assert first_rest == 429  # the key is at its limit on REST too
+    assert other_rest == 400  # the second key is admitted (then told its body is empty)
+    wait_for(lambda s: active(s) == 0, server)
+
+
+# -- a flood of tiny frames slows only its sender (issue 20 row 10) -----------------------
+
+FLOODER = """
+import sys, time
+from websockets.sync.client import connect
+url, key, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+sent = 0
+with connect(url, additional_headers={"Authorization": "Bearer " + key}) as ws:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        ws.send(b"\\0")
+        sent += 1
+print(sent)
+"""
+
+
+async def finalize_round_trips(server: Server, speech: bytes, rounds: int) -> list[float]:
+    """Seconds from `finalize` to its final, for `rounds` turns of `speech` streamed in
+    real time on one session."""
+    url = f"{server.ws}{LIVE}?{Q}"
+    trips: list[float] = []
+    async with websockets.connect(url, additional_headers=server.headers()) as ws:
+        for _ in range(rounds):
+            for piece in chunks(speech, 3200):  # 100 ms, in real time
+                await ws.send(piece)
+                await asyncio.sleep(0.1)
+            asked = time.monotonic()
+            await ws.send(json.dumps(FINALIZE))
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if message.get("is_final") and message.get("from_finalize"):
+                    trips.append(time.monotonic() - asked)
+                    break
+        await ws.send(json.dumps(CLOSE))
+    return trips
+
+
+def test_a_flood_of_one_byte_frames_does_not_delay_another_sessions_finals(
+    server: Server, clips: list[Clip]
+) -> None:
+    """The probe: 1-byte frames as fast as possible used a full core and delayed other
+    sessions' finals by 0.6-0.9 s. With max_frames_per_s the flood waits for its own reads;
+    the other session's finalize round trip stays near what it is without the flood."""
+    speech = pcm16(join(clips[1].audio[: 16000 * 3], silence(0.3)))
+    asyncio.run(finalize_round_trips(server, speech, 1))  # warm up
+    quiet = asyncio.run(finalize_round_trips(server, speech, 3))
+    flood_s = 3 * (len(speech) / BYTES_PER_S + 0.1) + 15
+    flooder = subprocess.Popen(
+        [sys.executable, "-c", FLOODER, f"{server.ws}{LIVE}?{Q}", server.key, str(flood_s)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)  # the flood is on
+        flooded = asyncio.run(finalize_round_trips(server, speech, 3))
+    finally:
+        flooder.terminate()
+        flooder.wait(30)
+    quiet_median, flooded_median = float(np.median(quiet)), float(np.median(flooded))
+    print(f"finalize round trip, median s: quiet {quiet_median:.3f}, flooded {flooded_median:.3f}")
+    print(f"  quiet {[round(t, 3) for t in quiet]} flooded {[round(t, 3) for t in flooded]}")
+    assert flooded_median < quiet_median + 0.3, (quiet, flooded)
+
+
 # -- admission control under real overload -----------------------------------------------
 
 

@@ -10,6 +10,7 @@ WebSocket path with its query string) and has a non-default `token_ttl_s`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.e2e
 
 QUERY = "model=pulse&language=en"
 TTL_CAP_S = 120
+GRACE_S = 1  # token_session_grace_s: a token's sessions end 1 s after it expires
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,12 @@ def token_server(server: Server, tmp_path_factory: pytest.TempPathFactory) -> It
     """A second server on the session server's database (as several processes share one
     PostgreSQL), logging at `info` and with a non-default `token_ttl_s`."""
     shared_db = f"sqlite:///{server.env['PULSE_STT_DATA_DIR']}/pulse-stt.db"
-    settings = {"log_level": "info", "token_ttl_s": str(TTL_CAP_S), "database_url": shared_db}
+    settings = {
+        "log_level": "info",
+        "token_ttl_s": str(TTL_CAP_S),
+        "database_url": shared_db,
+        "token_session_grace_s": str(GRACE_S),
+    }
     with running_server(tmp_path_factory.mktemp("token-server"), **settings) as running:
         yield running
     problems = [line for line in running.log.read_text().splitlines() if "Traceback" in line]
@@ -236,3 +243,81 @@ def test_handshake_probe_tells_what_the_upgrade_would_answer(token_server: Serve
     assert probed.status_code == status == 400
     assert probed.json() == body and body["param"] == "keywords"
     assert httpx.get(f"{token_server.http}{LIVE}?{QUERY}", timeout=10).status_code == 401
+
+
+# -- a token's fair share (issue 20 row 2) --------------------------------------------------
+
+
+def test_a_token_holds_at_most_its_cap_and_its_key_still_gets_in(token_server: Server) -> None:
+    """The probe: one 60 s token opened 64 sessions. A token holds token_max_sessions (4 by
+    default); another token of the same key, and the key itself, still get in."""
+    token = fresh_token(token_server)
+
+    async def scenario() -> tuple[int, dict[str, Any], int | None, int, str]:
+        url = f"{token_server.ws}{LIVE}?{QUERY}&token="
+        async with contextlib.AsyncExitStack() as held:
+            opened = 0
+            while True:
+                ws = await held.enter_async_context(websockets.connect(url + token))
+                with contextlib.suppress(TimeoutError):
+                    refusal = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+                    with pytest.raises(websockets.ConnectionClosed):
+                        await asyncio.wait_for(ws.recv(), 10)
+                    break
+                opened += 1
+                assert opened <= 64, "a token has no cap of its own"
+            async with websockets.connect(url + fresh_token(token_server)) as other:
+                await other.send(json.dumps({"type": "keepalive"}))
+                pong = json.loads(await asyncio.wait_for(other.recv(), 10))["type"]
+            async with httpx.AsyncClient(timeout=30) as http:
+                rest = await http.post(
+                    f"{token_server.http}/waves/v1/stt/?model=pulse",
+                    content=b"",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            return opened, refusal, ws.close_code, rest.status_code, pong
+
+    opened, refusal, code, rest, pong = asyncio.run(scenario())
+    assert opened == 4  # token_max_sessions
+    assert refusal["error"] == "too_many_sessions" and "token_max_sessions" in refusal["message"]
+    assert code == 1008 and rest == 429 and pong == "pong"
+
+
+def test_a_token_session_ends_a_bounded_time_after_the_token_expires(
+    token_server: Server,
+) -> None:
+    """The probe kept a 60 s token's sessions open past its expiry with 320 bytes every 5 s.
+    Here a 2 s token's session is ended token_session_grace_s (1 s) after it expires, as
+    close_stream would: an error message that says why, then close 1000."""
+    token = fresh_token(token_server, ttl_s=2)
+    opened = time.monotonic()
+
+    async def scenario() -> tuple[list[dict[str, Any]], int | None]:
+        url = f"{token_server.ws}{LIVE}?{QUERY}&token={token}"
+        messages: list[dict[str, Any]] = []
+        async with websockets.connect(url) as ws:
+
+            async def keep_sending() -> None:
+                while True:
+                    await ws.send(bytes(320))
+                    await asyncio.sleep(0.5)
+
+            sender = asyncio.create_task(keep_sending())
+            try:
+                async with asyncio.timeout(20):
+                    async for raw in ws:
+                        messages.append(json.loads(raw))
+            except TimeoutError:
+                pass
+            finally:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+                    await sender
+            return messages, ws.close_code
+
+    messages, code = asyncio.run(scenario())
+    lasted = time.monotonic() - opened
+    errors = [m for m in messages if m.get("type") == "error"]
+    assert [e["error"] for e in errors] == ["session_too_long"], messages
+    assert "token_session_grace_s" in errors[0]["message"]
+    assert code == 1000 and lasted < 15, (code, lasted)

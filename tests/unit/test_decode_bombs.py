@@ -129,3 +129,21 @@ def test_any_stream_drains_and_ends(frames: list[bytes]) -> None:
         decoder.flush()
     except AudioDecodeError as exc:
         assert "Ogg page" in str(exc)
+
+
+def test_a_wav_declaring_more_than_the_limit_is_refused_before_any_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 20 row 10: the header's declared duration decides, not the decoded audio."""
+    from pulse_stt.audio import container
+    from tests.support.hostile_inputs import low_rate_wav
+
+    def no_decoding(*_: object, **__: object) -> None:
+        raise AssertionError("decoding started")
+
+    monkeypatch.setattr(container.av, "AudioResampler", no_decoding)
+    bomb = low_rate_wav(1, bytes(range(256)) * 110)  # 28 kB, 7.8 hours
+    with pytest.raises(container.AudioTooLongError, match="14400 s"):
+        next(iter(container.iter_file_audio(bomb, max_seconds=14_400)))
+    with pytest.raises(AudioDecodeError, match="1 Hz"):
+        next(iter(container.iter_file_audio(bomb, max_seconds=100_000)))

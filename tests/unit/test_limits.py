@@ -19,6 +19,7 @@ from pulse_stt.api.admission import (
     RefusalReason,
     SessionSlots,
     Slot,
+    limit_warnings,
 )
 from pulse_stt.config import Settings
 from pulse_stt.engine.scheduler import DecodeScheduler
@@ -171,7 +172,9 @@ def test_default_limits_are_what_production_expects() -> None:
     settings = Settings(data_dir="/nonexistent")
     assert settings.max_text_frame_bytes == 64 * 1024 < settings.max_frame_bytes
     assert settings.max_session_s == 4 * 3600
-    assert (settings.max_sessions_per_key, settings.max_sessions) == (100, 64)
+    assert (settings.max_sessions_per_key, settings.max_sessions) == (16, 64)
+    assert 0 < settings.token_max_sessions == 4 < settings.max_sessions_per_key
+    assert settings.token_session_grace_s == 3600
     assert settings.admission_max_final_wait_s == 1.0
     assert settings.max_send_backlog_bytes == 4 << 20 and settings.send_timeout_s == 30
 
@@ -337,3 +340,92 @@ def test_text_frames_are_measured_in_utf8_bytes() -> None:
     assert _utf8_size_over("x" * 65, 64)
     assert not _utf8_size_over("é" * 32, 64)  # 64 bytes: at the limit
     assert _utf8_size_over("é" * 33, 64)  # 33 characters, 66 bytes
+
+
+# -- fair shares: no one key or token takes every slot (issue 20 row 2) --------------------
+
+
+def test_with_the_defaults_one_key_cannot_take_every_slot() -> None:
+    """The probe: one key opened sessions until every other key got server_full. With the
+    defaults it is refused at its own limit, and a second key still gets in."""
+    refused: list[RefusalReason] = []
+    control = Admission.from_settings(Settings(data_dir="/nonexistent"), refused.append)
+    taken: list[Slot] = []
+    while isinstance(slot := control.admit(1, FakeLoad()), Slot):
+        taken.append(slot)
+        assert len(taken) <= 64
+    assert isinstance(slot, Refusal) and slot.reason == "key_limit" and slot.status == 429
+    assert len(taken) < control.slots.max_total
+    for other_key in (2, 3, 4):
+        assert isinstance(control.admit(other_key, FakeLoad()), Slot)
+
+
+def test_a_token_holds_at_most_its_own_cap_and_its_key_keeps_the_rest() -> None:
+    slots = SessionSlots(max_total=64, max_per_key=16, max_per_token=4)
+    first = [slots.take(1, "token-a") for _ in range(4)]
+    assert all(isinstance(slot, Slot) for slot in first)
+    assert slots.take(1, "token-a") == "token_limit"
+    assert isinstance(slots.take(1, "token-b"), Slot)  # another page of the same key
+    assert isinstance(slots.take(1), Slot)  # the key itself
+    assert isinstance(slots.take(2, "token-c"), Slot)
+    assert (slots.held_by_token("token-a"), slots.held_by(1), slots.total) == (4, 6, 7)
+    assert isinstance(first[0], Slot)
+    first[0].release()
+    assert slots.held_by_token("token-a") == 3 and slots.held_by(1) == 5
+    assert isinstance(slots.take(1, "token-a"), Slot)
+
+
+def test_a_tokens_sessions_count_against_its_key_too() -> None:
+    slots = SessionSlots(max_total=64, max_per_key=3, max_per_token=4)
+    for token in ("a", "b", "c"):
+        assert isinstance(slots.take(1, token), Slot)
+    assert slots.take(1, "d") == "key_limit"
+
+
+def test_a_token_over_its_cap_is_told_so_and_counted() -> None:
+    refused: list[RefusalReason] = []
+    control = Admission(
+        SessionSlots(max_total=10, max_per_key=10, max_per_token=1),
+        max_final_wait_s=1.0,
+        retry_after_s=5,
+        on_refusal=refused.append,
+    )
+    assert isinstance(control.admit(1, FakeLoad(), token="t"), Slot)
+    refusal = control.admit(1, FakeLoad(), token="t")
+    assert isinstance(refusal, Refusal)
+    assert (refusal.status, refusal.error) == (429, "too_many_sessions")
+    assert "token_max_sessions" in refusal.message and "1 sessions" in refusal.message
+    assert refused == ["token_limit"]
+
+
+def test_limits_that_never_apply_are_reported_at_startup(caplog: pytest.LogCaptureFixture) -> None:
+    assert limit_warnings(Settings(data_dir="/nonexistent")) == []
+    over = Settings(data_dir="/nonexistent", max_sessions=64, max_sessions_per_key=100)
+    (warning,) = limit_warnings(over)
+    assert "max_sessions_per_key is 100" in warning and "max_sessions (64)" in warning
+    unlimited = Settings(data_dir="/nonexistent", max_sessions_per_key=0, token_max_sessions=0)
+    assert len(limit_warnings(unlimited)) == 2
+    assert limit_warnings(Settings(data_dir="/nonexistent", max_sessions=0)) == []
+    with caplog.at_level("WARNING", logger="pulse_stt.api.admission"):
+        Admission.from_settings(over, lambda _reason: None)
+    assert any("max_sessions_per_key is 100" in r.getMessage() for r in caplog.records)
+
+
+def test_a_token_session_ends_a_bounded_time_after_the_token_expires() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pulse_stt.api.websocket import session_limit_s
+    from pulse_stt.store.db import ApiKey
+
+    now = datetime.now(UTC)
+    key = ApiKey(1, "k", "hint", now, None)
+    token = ApiKey(
+        1, "k", "hint", now, None, token_id="d", token_expires_at=now + timedelta(seconds=60)
+    )
+    settings = Settings(data_dir="/nonexistent", token_session_grace_s=0)
+    assert session_limit_s(settings, key) == settings.max_session_s
+    assert 55 < session_limit_s(settings, token) <= 60
+    graced = Settings(data_dir="/nonexistent", token_session_grace_s=600)
+    assert 655 < session_limit_s(graced, token) <= 660
+    short = Settings(data_dir="/nonexistent", token_session_grace_s=600, max_session_s=30)
+    assert session_limit_s(short, token) == 30

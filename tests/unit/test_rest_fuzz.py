@@ -225,3 +225,34 @@ def test_a_tiny_file_that_expands_into_hours_is_refused_quickly(tmp_path: Path) 
         assert "60 s" in str(body["message"]) and "max_file_audio_s" in str(body["message"])
         assert time.monotonic() - started < 20
         assert post(limited, tone_wav(2.0), "audio/wav")["status"] == "success"
+
+
+def test_a_28_kb_wav_declaring_1_hz_is_refused_before_decoding(tmp_path: Path) -> None:
+    """Issue 20 row 10: with the default max_file_audio_s (4 h) a 28 kB WAV declaring 1 Hz
+    (7.8 hours) was decoded and run through VAD up to the limit, 34 s of CPU, before its
+    413. The header declares its length: it is refused before decoding, faster than a 2 s
+    file is transcribed."""
+    bomb = low_rate_wav(1, bytes(range(256)) * 110)
+    assert len(bomb) < 29_000
+    with app_client(tmp_path) as defaults:
+        started = time.monotonic()
+        assert post(defaults, tone_wav(2.0), "audio/wav")["status"] == "success"
+        real_file_s = time.monotonic() - started
+        started = time.monotonic()
+        body = post(defaults, bomb, "audio/wav")
+        bomb_s = time.monotonic() - started
+        assert body["error"] == "too_long", body
+        assert "max_file_audio_s" in str(body["message"])
+        assert bomb_s < max(real_file_s, 0.2), (bomb_s, real_file_s)
+
+
+def test_a_wav_declaring_a_rate_no_speech_has_is_refused_before_decoding(tmp_path: Path) -> None:
+    """2 Hz, 14 kB: under the duration limit (2 hours) but no recording of speech; the
+    declared rate is refused (400) instead of resampling each byte into 8000 samples."""
+    with app_client(tmp_path) as defaults:
+        body = post(defaults, low_rate_wav(2, bytes(range(256)) * 56), "audio/wav")
+        assert body["error"] == "bad_audio", body
+        assert "2 Hz" in str(body["message"])
+        assert post(defaults, wav_bytes(tone(1.0, rate=8000), 8000), "audio/wav")["status"] == (
+            "success"
+        )

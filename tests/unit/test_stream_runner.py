@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -58,11 +59,11 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 
 
 def run_session(
-    socket: FakeSocket, pool: ThreadPoolExecutor, tmp_path: Path
+    socket: FakeSocket, pool: ThreadPoolExecutor, tmp_path: Path, **settings: Any
 ) -> tuple[StreamRunner, ServerMetrics]:
     metrics = ServerMetrics()
     ctx = SimpleNamespace(
-        settings=Settings(data_dir=tmp_path),
+        settings=Settings(data_dir=tmp_path, **settings),
         metrics=metrics,
         engine=FakeEngine(),
         dsp_pool=pool,
@@ -136,3 +137,46 @@ def test_close_stream_sends_the_last_final_then_closes_with_1000(
     run_session(socket, pool, tmp_path)
     assert len(socket.sent) == 1 and '"is_last":true' in socket.sent[0]
     assert socket.closed_with == [1000]
+
+
+def test_a_flood_of_tiny_frames_is_read_at_the_frame_rate_limit(
+    pool: ThreadPoolExecutor, tmp_path: Path
+) -> None:
+    """Issue 20 row 10: 1-byte frames as fast as possible took a core. Each frame costs a
+    fixed share of max_frames_per_s: 300 frames at 100 a second (a second's worth at once)
+    take at least 2 s to be read; every byte still arrives."""
+    frames: list[dict[str, Any] | BaseException] = [
+        {"type": "websocket.receive", "bytes": b"\0"} for _ in range(300)
+    ]
+    frames.append({"type": "websocket.receive", "text": '{"type":"close_stream"}'})
+    socket = FakeSocket(frames)
+    started = time.monotonic()
+    runner, _ = run_session(socket, pool, tmp_path, max_frames_per_s=100)
+    assert time.monotonic() - started >= 1.9
+    assert runner.live.audio_seconds == pytest.approx(150 / 16000)  # 300 bytes of linear16
+    assert socket.closed_with == [1000]
+
+
+def test_frames_within_the_rate_are_read_at_once(pool: ThreadPoolExecutor, tmp_path: Path) -> None:
+    frames: list[dict[str, Any] | BaseException] = [
+        {"type": "websocket.receive", "bytes": bytes(640)} for _ in range(150)
+    ]
+    frames.append({"type": "websocket.receive", "text": '{"type":"close_stream"}'})
+    started = time.monotonic()
+    run_session(FakeSocket(frames), pool, tmp_path, max_frames_per_s=200)
+    assert time.monotonic() - started < 1.5  # within the burst: no waiting
+
+
+def test_the_frame_pacer_holds_a_second_of_frames_then_spaces_them() -> None:
+    from pulse_stt.api.admission import FramePacer
+
+    now = [0.0]
+    pacer = FramePacer(200, lambda: now[0])
+    assert [pacer.charge() for _ in range(200)] == [0.0] * 200
+    assert pacer.charge() == pytest.approx(1 / 200)
+    now[0] += 1 / 200  # the caller waited
+    assert pacer.charge() == pytest.approx(1 / 200)  # sustained: one frame per 5 ms
+    now[0] += 10.0  # idle: the bucket refills to a second's worth, no more
+    assert [pacer.charge() for _ in range(200)] == [0.0] * 200
+    assert pacer.charge() > 0
+    assert FramePacer(0, lambda: now[0]).charge() == 0.0  # 0: no limit

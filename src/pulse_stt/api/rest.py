@@ -149,7 +149,7 @@ async def _transcribe_file(
     # A slot per key and per server (429 / 503 with Retry-After), taken before the body is
     # read and held until the answer (webhook mode: until the delivery is over): REST
     # requests count as sessions (api/admission.py).
-    admitted = ctx.admission.admit(key.id, ctx.engine_for(params.pro))
+    admitted = ctx.admission.admit(key.id, ctx.engine_for(params.pro), token=key.token_id)
     if isinstance(admitted, Refusal):
         return admitted.response()
     job = _FileJob(ctx, key, params, legacy, request_id, record)

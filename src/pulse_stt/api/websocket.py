@@ -23,7 +23,7 @@ from typing import Any
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pulse_stt.api.admission import Refusal
+from pulse_stt.api.admission import FramePacer, Refusal
 from pulse_stt.api.auth import accepted_subprotocol
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.control import (
@@ -41,6 +41,7 @@ from pulse_stt.api.handshake import (
     is_legacy_path,
 )
 from pulse_stt.api.schemas import event_message
+from pulse_stt.config import Settings
 from pulse_stt.ops.logs import ContextLogger
 from pulse_stt.ops.metrics import StreamMetrics
 from pulse_stt.protocol import ErrorKind, StreamParams
@@ -69,7 +70,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         await websocket.send_denial_response(checked.response)
         return
     key, params = checked
-    admitted = ctx.admission.admit(key.id, ctx.engine)
+    admitted = ctx.admission.admit(key.id, ctx.engine, token=key.token_id)
     if isinstance(admitted, Refusal):
         ctx.metrics.error(admitted.error)
         with contextlib.suppress(*_TRANSPORT_ERRORS):
@@ -80,6 +81,16 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         path = LEGACY_PATH if is_legacy_path(websocket) else LIVE_PATH
         runner = StreamRunner(ctx, websocket, params, key, path)
         await runner.run()
+
+
+def session_limit_s(settings: Settings, key: ApiKey) -> float:
+    """How long a session may still last from now: max_session_s; for a session opened
+    with a browser token, at most until token_session_grace_s after the token expires."""
+    limit = settings.max_session_s
+    if key.token_expires_at is not None:
+        left = (key.token_expires_at - datetime.now(UTC)).total_seconds()
+        limit = min(limit, max(0.0, left + settings.token_session_grace_s))
+    return limit
 
 
 class CloseReason(Enum):
@@ -154,7 +165,10 @@ class StreamRunner:
         self.session_id = str(uuid.uuid4())
         self.started_at = datetime.now(UTC)
         settings = ctx.settings
-        self._deadline = time.monotonic() + settings.max_session_s
+        limit_s = session_limit_s(settings, key)
+        self._deadline = time.monotonic() + limit_s
+        self._token_bound = limit_s < settings.max_session_s  # the token's expiry comes first
+        self._pacer = FramePacer(settings.max_frames_per_s, time.monotonic)
         self._log = ContextLogger(log, {"session_id": self.session_id})
         self._ops: StreamMetrics = ctx.metrics.stream_session(
             "legacy" if endpoint == LEGACY_PATH else "live"
@@ -249,6 +263,10 @@ class StreamRunner:
                 return False
             if sender.done():  # the send side failed: the client is gone
                 return False
+            # A fixed cost per frame, whatever its size: a flood of tiny frames waits here,
+            # before its next read, instead of taking the DSP threads from other sessions.
+            if (wait := self._pacer.charge()) > 0:
+                await asyncio.sleep(wait)
             data = received.get("bytes")
             if data is not None:
                 if not await self.live.feed(data, received_at):
@@ -309,14 +327,25 @@ class StreamRunner:
         """Owe the finals of everything received, then close for `reason`."""
         self._close = reason
         if reason is CloseReason.SESSION_TOO_LONG:
-            limit = self.ctx.settings.max_session_s
-            self._log.info("session reached max_session_s (%gs), closing", limit)
-            self.live.post_error(
-                ErrorKind.SESSION_TOO_LONG,
-                f"this session reached the server's limit of {limit:g} s (max_session_s): "
-                "the finals of the audio received follow, then the session closes; open a "
-                "new session to go on.",
-            )
+            settings = self.ctx.settings
+            limit = settings.max_session_s
+            if self._token_bound:
+                grace = settings.token_session_grace_s
+                self._log.info("token expired %gs ago (token_session_grace_s), closing", grace)
+                self.live.post_error(
+                    ErrorKind.SESSION_TOO_LONG,
+                    f"the browser token this session was opened with expired {grace:g} s ago "
+                    "(token_session_grace_s): the finals of the audio received follow, then "
+                    "the session closes; open a new session with a fresh token to go on.",
+                )
+            else:
+                self._log.info("session reached max_session_s (%gs), closing", limit)
+                self.live.post_error(
+                    ErrorKind.SESSION_TOO_LONG,
+                    f"this session reached the server's limit of {limit:g} s (max_session_s): "
+                    "the finals of the audio received follow, then the session closes; open a "
+                    "new session to go on.",
+                )
         await self.live.close(received_at)
 
     def _control_text(self, message: Message) -> str:

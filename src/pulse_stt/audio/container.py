@@ -33,14 +33,60 @@ def iter_file_audio(
 
     Raises AudioDecodeError when nothing decodable is found. Damage after some audio was
     decoded (a truncated upload, say) ends the audio there instead: what was decodable is
-    still transcribed. With `max_seconds`, raises AudioTooLongError as soon as the decoded
-    audio passes it: a few kB that declare a sample rate of 1 Hz are days of audio.
+    still transcribed. With `max_seconds`, raises AudioTooLongError before decoding when the
+    header declares more (a few kB that declare a sample rate of 1 Hz are days of audio),
+    and otherwise as soon as the decoded audio passes it. A declared sample rate below
+    MIN_FILE_SAMPLE_RATE is refused (AudioDecodeError) before decoding.
     """
-    chunks = _decode_file(source)
+    chunks = _decode_file(source, max_seconds)
     return chunks if max_seconds is None else _limited(chunks, max_seconds)
 
 
-def _decode_file(source: bytes | BinaryIO) -> Generator[np.ndarray, None, None]:
+# Below this a declared sample rate is no recording of speech (telephony is 8000 Hz): a
+# header that says 1 Hz turns each byte into a second of audio to resample and transcribe.
+MIN_FILE_SAMPLE_RATE = 4000
+
+
+def _too_long(max_seconds: float) -> AudioTooLongError:
+    return AudioTooLongError(
+        f"the file holds more than {max_seconds:g} s of audio, this server's "
+        "limit for one request (max_file_audio_s); split it into shorter files, "
+        "or stream it over the WebSocket"
+    )
+
+
+def declared_seconds(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> float | None:
+    """The audio's duration as the file's header declares it (for WAV and other PCM
+    containers FFmpeg computes it from the data size and the declared rate); None when
+    the header does not say."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _check_declared(
+    container: av.container.InputContainer, stream: av.AudioStream, max_seconds: float | None
+) -> None:
+    """Refuse before decoding what the header says is over the limit or not speech audio:
+    decoding, resampling and transcribing it is where the cost is."""
+    declared = declared_seconds(container, stream)
+    if max_seconds is not None and declared is not None and declared > max_seconds:
+        raise _too_long(max_seconds)
+    rate = getattr(stream.codec_context, "sample_rate", None)
+    if rate and rate < MIN_FILE_SAMPLE_RATE:
+        raise AudioDecodeError(
+            f"the file declares a sample rate of {rate} Hz; audio below "
+            f"{MIN_FILE_SAMPLE_RATE} Hz is not accepted; {SUPPORTED_HINT}"
+        )
+
+
+def _decode_file(
+    source: bytes | BinaryIO, max_seconds: float | None = None
+) -> Generator[np.ndarray, None, None]:
     stream_source = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         container = av.open(stream_source, mode="r", metadata_errors="ignore")
@@ -52,6 +98,7 @@ def _decode_file(source: bytes | BinaryIO) -> Generator[np.ndarray, None, None]:
         if not container.streams.audio:
             raise AudioDecodeError(f"the file has no audio stream; {SUPPORTED_HINT}")
         stream = container.streams.audio[0]
+        _check_declared(container, stream, max_seconds)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=MODEL_RATE)
         decoded_any = False
         try:
@@ -81,11 +128,7 @@ def _limited(chunks: Generator[np.ndarray, None, None], max_seconds: float) -> I
         for chunk in chunks:
             left -= chunk.size
             if left < 0:
-                raise AudioTooLongError(
-                    f"the file holds more than {max_seconds:g} s of audio, this server's "
-                    "limit for one request (max_file_audio_s); split it into shorter files, "
-                    "or stream it over the WebSocket"
-                )
+                raise _too_long(max_seconds)
             yield chunk
     finally:
         chunks.close()  # closes the container now, not when garbage collected

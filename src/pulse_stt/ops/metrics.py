@@ -62,7 +62,7 @@ PASS_KINDS: tuple[str, ...] = tuple(PassKind)
 # Shown as 0 from the start, so that `rate()` and alerts see them before the first one.
 KNOWN_ERRORS: tuple[str, ...] = tuple(ErrorKind)
 # Why a new session was refused (api/admission.py): the key's limit, the server's, or load.
-ADMISSION_REASONS = ("key_limit", "server_full", "overloaded")
+ADMISSION_REASONS = ("token_limit", "key_limit", "server_full", "overloaded")
 # Which database call failed while the store was unreachable (store/outage.py).
 STORE_OPERATIONS = ("auth", "token", "usage", "probe")
 # Why an authentication failed (api/auth.py): no credentials, wrong ones, or the source is
@@ -180,7 +180,8 @@ class ServerMetrics:
         registry.register(self._worker_restarts)
         self.admission_refusals = Counter(
             "pulse_stt_admission_refusals",
-            "New sessions (WebSocket or REST) refused, by reason: key_limit "
+            "New sessions (WebSocket or REST) refused, by reason: token_limit "
+            "(token_max_sessions: close 1008 / HTTP 429), key_limit "
             "(max_sessions_per_key: close 1008 / HTTP 429), server_full (max_sessions: HTTP "
             "503), overloaded (live finals waiting longer than admission_max_final_wait_s: "
             "HTTP 503).",

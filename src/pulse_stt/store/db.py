@@ -26,7 +26,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,11 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None
     audio_seconds: float = 0.0
+    # Set when the key was found through a browser token: which token (its digest, never
+    # the secret) and when it expires. Sessions count against the token's own limit and
+    # end a bounded time after its expiry (api/admission.py, api/websocket.py).
+    token_id: str | None = None
+    token_expires_at: datetime | None = None
 
 
 def _digest(secret: str) -> str:
@@ -247,16 +252,18 @@ class Store:
         digest = _digest(secret)
         with self._sessions() as db:
             found = db.execute(
-                select(BrowserTokenRow.digest, ApiKeyRow)
+                select(BrowserTokenRow.digest, ApiKeyRow, BrowserTokenRow.expires_at)
                 .join(ApiKeyRow, ApiKeyRow.id == BrowserTokenRow.key_id)
                 .where(BrowserTokenRow.digest == digest, BrowserTokenRow.expires_at > self._now())
             ).first()
         if found is None:
             return None
-        stored_digest, row = found
+        stored_digest, row, expires_at = found
         if row.revoked_at is not None or not hmac.compare_digest(stored_digest, digest):
             return None
-        return _key(row)
+        if expires_at.tzinfo is None:  # SQLite hands back naive UTC
+            expires_at = expires_at.replace(tzinfo=UTC)
+        return replace(_key(row), token_id=stored_digest, token_expires_at=expires_at)
 
     def list_keys(self) -> list[ApiKey]:
         with self._sessions() as db:
