@@ -110,3 +110,24 @@ def test_no_test_harness_ships_in_the_package() -> None:
     assert not names & {"soak", "loadgen", "conftest", "hostile_inputs"}
     sources = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py"))
     assert "import pytest" not in sources and "from tests" not in sources
+
+
+def test_only_the_edge_speaks_http() -> None:
+    """Starlette and uvicorn are the edge's business: no layer below api/ builds HTTP."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        layer = path.relative_to(PACKAGE).parts[0]
+        if layer in ("api", "cli.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            offenders += [
+                f"{path.relative_to(PACKAGE)}: {n}"
+                for n in names
+                if n.split(".")[0] in ("starlette", "uvicorn")
+            ]
+    assert offenders == []

@@ -12,9 +12,10 @@ from pulse_stt.api.auth import AuthRefusal, authorize
 from pulse_stt.api.context import ServerContext
 from pulse_stt.api.drain import unavailable_response
 from pulse_stt.api.params import ParamError, parse_stream_params
+from pulse_stt.api.schemas import store_unavailable_response
 from pulse_stt.protocol import ErrorKind, StreamParams
 from pulse_stt.store.db import ApiKey
-from pulse_stt.store.outage import StoreUnavailableError, store_unavailable_response
+from pulse_stt.store.outage import StoreUnavailableError
 
 LEGACY_PATH = "/waves/v1/pulse/get_text"
 LIVE_PATH = "/waves/v1/stt/live"

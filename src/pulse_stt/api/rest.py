@@ -31,7 +31,7 @@ from pulse_stt.api.context import ServerContext
 from pulse_stt.api.drain import unavailable_response
 from pulse_stt.api.fetch import FetchError, FetchTooLargeError, fetch_url
 from pulse_stt.api.params import ParamError, parse_file_params
-from pulse_stt.api.schemas import FileStats, file_response, rest_error
+from pulse_stt.api.schemas import FileStats, file_response, rest_error, store_unavailable_response
 from pulse_stt.api.webhook import (
     DeliveryPolicy,
     DeliveryResult,
@@ -44,7 +44,7 @@ from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.engine.scheduler import SchedulerClosedError
 from pulse_stt.protocol import ErrorKind, FileParams, Webhook, WebhookOutcome
 from pulse_stt.store.db import ApiKey
-from pulse_stt.store.outage import StoreUnavailableError, store_unavailable_response
+from pulse_stt.store.outage import StoreUnavailableError
 from pulse_stt.stream.file import FileTranscription, transcribe_audio_chunks
 from pulse_stt.text.itn import NemoInverseNormalizer
 from pulse_stt.text.pipeline import TranscriptShaper

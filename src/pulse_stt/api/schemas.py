@@ -171,3 +171,19 @@ def file_response(
 
 def rest_error(status: int, error: ErrorKind, message: str) -> JSONResponse:
     return JSONResponse({"status": "error", "error": error, "message": message}, status_code=status)
+
+
+STORE_RETRY_AFTER_S = 5
+STORE_UNAVAILABLE_BODY = {
+    "status": "error",
+    "error": ErrorKind.STORE_UNAVAILABLE,
+    "message": "the key store (database) is unreachable right now, so credentials cannot "
+    f"be checked; retry in a few seconds (after {STORE_RETRY_AFTER_S} s).",
+}
+
+
+def store_unavailable_response() -> JSONResponse:
+    """503 + Retry-After for a request (or a WebSocket handshake) that needs the store."""
+    return JSONResponse(
+        STORE_UNAVAILABLE_BODY, status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER_S)}
+    )

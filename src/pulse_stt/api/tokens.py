@@ -18,9 +18,10 @@ from starlette.responses import JSONResponse
 from pulse_stt.api.auth import UNAUTHORIZED_BODY, bearer_token, client_source
 from pulse_stt.api.bodies import BodyTooLargeError, loads_json, read_body
 from pulse_stt.api.context import ServerContext
+from pulse_stt.api.schemas import store_unavailable_response
 from pulse_stt.protocol import ErrorKind
 from pulse_stt.store.db import TOKEN_PREFIX, ApiKey, BrowserToken, Store
-from pulse_stt.store.outage import StoreUnavailableError, store_unavailable_response
+from pulse_stt.store.outage import StoreUnavailableError
 
 TOKENS_PATH = "/v1/tokens"
 _MAX_BODY_BYTES = 4096

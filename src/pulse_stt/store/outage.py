@@ -26,9 +26,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from starlette.responses import JSONResponse
 
-from pulse_stt.protocol import ErrorKind
 from pulse_stt.store.db import Store, utc_now
 
 log = logging.getLogger(__name__)
@@ -44,24 +42,9 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,  # our own deadline (asyncio.wait_for)
 )
 
-STORE_RETRY_AFTER_S = 5
-STORE_UNAVAILABLE_BODY = {
-    "status": "error",
-    "error": ErrorKind.STORE_UNAVAILABLE,
-    "message": "the key store (database) is unreachable right now, so credentials cannot "
-    f"be checked; retry in a few seconds (after {STORE_RETRY_AFTER_S} s).",
-}
-
 
 class StoreUnavailableError(Exception):
     """The store could not answer (down, locked, or past its deadline)."""
-
-
-def store_unavailable_response() -> JSONResponse:
-    """503 + Retry-After for a request (or a WebSocket handshake) that needs the store."""
-    return JSONResponse(
-        STORE_UNAVAILABLE_BODY, status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER_S)}
-    )
 
 
 def connect_args(url: str, timeout_s: float) -> dict[str, Any]:
