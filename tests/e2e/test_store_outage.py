@@ -9,24 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import sqlite3
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets
 
-from tests.e2e.conftest import PG_BIN, _as_postgres
 from tests.support.audio import Clip, pcm16
 from tests.support.client import LIVE, chunks
+from tests.support.postgres import Postgres, PostgresMissingError, local_postgres
 from tests.support.prometheus import scrape_samples, value
-from tests.support.server import Server, free_port, running_server
+from tests.support.server import Server, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -145,46 +142,14 @@ def test_sqlite_locked_answers_503_and_keeps_usage(tmp_path: Path, clips: list[C
 # -- PostgreSQL going away --------------------------------------------------------------------
 
 
-@dataclass
-class Postgres:
-    url: str
-    start: Callable[[], None]
-    stop: Callable[[], None]
-
-
 @pytest.fixture
 def own_postgres() -> Iterator[Postgres]:
-    """A PostgreSQL of this test's own (Debian's server, on loopback), to stop and start."""
-    if PG_BIN is None or shutil.which("runuser") is None:
-        pytest.fail("PostgreSQL is not installed (make test-deps installs Debian's postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="pulse-stt-pg-outage-"))
-    shutil.chown(root, "postgres")
-    data, port = root / "data", free_port()
-    subprocess.run(
-        _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {root} -h 127.0.0.1"
-    ctl = [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w"]
-
-    def start() -> None:
-        subprocess.run(_as_postgres(*ctl, "-o", options, "start"), check=True, capture_output=True)
-
-    def stop() -> None:
-        subprocess.run(_as_postgres(*ctl, "stop", "-m", "fast"), capture_output=True)
-
-    start()
+    """A PostgreSQL of this test's own, to stop and start."""
     try:
-        subprocess.run(
-            _as_postgres(str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "pstt"),
-            check=True,
-            capture_output=True,
-        )
-        yield Postgres(f"postgresql+psycopg://postgres@127.0.0.1:{port}/pstt", start, stop)
-    finally:
-        stop()
-        shutil.rmtree(root, ignore_errors=True)
+        with local_postgres("pulse-stt-pg-outage-") as postgres:
+            yield postgres
+    except PostgresMissingError as exc:
+        pytest.fail(str(exc))
 
 
 def test_postgres_stopped_answers_503_and_keeps_usage(
@@ -206,7 +171,7 @@ def test_postgres_stopped_answers_503_and_keeps_usage(
 
         def recorded() -> bool:
             out = subprocess.run(
-                ["psql", "-h", "127.0.0.1", "-p", own_postgres.url.rsplit(":", 1)[1].split("/")[0],
+                ["psql", "-h", "127.0.0.1", "-p", str(own_postgres.port),
                  "-U", "postgres", "-d", "pstt", "-tAc",
                  f"SELECT audio_seconds FROM usage WHERE session_id = '{session_id}'"],
                 capture_output=True, text=True,
