@@ -32,22 +32,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.support.redaction import LABEL, TOKEN_KIND
 from tests.support.server import Server, running_server
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "redaction_corpus.json"
-LABEL = re.compile(r"\[([A-Z]+)_\d+\]")
-# The token kind each corpus entity kind must become.
-TOKEN_KIND = {
-    "phone": "PHONENUMBER",
-    "email": "EMAIL",
-    "firstname": "FIRSTNAME",
-    "lastname": "LASTNAME",
-    "card": "ACCOUNTNUMBER",
-    "cvv": "ACCOUNTNUMBER",
-    "expiry": "ACCOUNTNUMBER",
-    "iban": "ACCOUNTNUMBER",
-    "account": "ACCOUNTNUMBER",
-}
 
 
 def transcribe(server: Server, wav: bytes, language: str, extra: str) -> str:

@@ -14,9 +14,9 @@ from pulse_stt.protocol import RedactEntity
 from pulse_stt.text.redact import SessionRedactor
 from pulse_stt.text.redact_view import detection_view
 from pulse_stt.text.tokens import Token, render
+from tests.support.redaction import LABEL, TOKEN_KIND
 
 OUTPUTS = Path(__file__).parent / "fixtures" / "redaction_outputs.json"
-LABEL = re.compile(r"\[([A-Z]+)_\d+\]")
 
 
 def toks(text: str) -> list[Token]:
@@ -247,18 +247,6 @@ def test_ambiguous_names_said_again_only_count_capitalised() -> None:
 
 
 # -- what the model wrote (observed through the real server) ----------------------------------
-
-TOKEN_KIND = {
-    "phone": "PHONENUMBER",
-    "email": "EMAIL",
-    "firstname": "FIRSTNAME",
-    "lastname": "LASTNAME",
-    "card": "ACCOUNTNUMBER",
-    "cvv": "ACCOUNTNUMBER",
-    "expiry": "ACCOUNTNUMBER",
-    "iban": "ACCOUNTNUMBER",
-    "account": "ACCOUNTNUMBER",
-}
 
 
 def _observed(*, entities: bool) -> list[dict]:
