@@ -62,10 +62,13 @@ def main() -> None:
     parser.add_argument("--frame-ms", type=int, default=20)
     parser.add_argument(
         "--clips",
-        choices=("librivox", "corpus"),
+        choices=("librivox", "corpus", "continuous"),
         default="librivox",
         help="librivox: the 5 LibriVox clips (24.7 s); corpus: every clip with a reference "
-        "(LibriVox, cards, 24 espeak-ng sentences; 151 s, 435 words) for a firmer WER",
+        "(LibriVox, cards, 24 espeak-ng sentences; 151 s, 435 words) for a firmer WER; "
+        "continuous: long turns of continuous real speech (the LibriVox clips read as one "
+        "26 s passage, the pyannote sample call and three AMI meeting excerpts, 30 s "
+        "each; needs `make test-fixtures`), WER against offline decoding of the same clips",
     )
     parser.add_argument(
         "--files",
@@ -79,7 +82,10 @@ def main() -> None:
         library = [_file_clip(path) for path in args.files]
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            library = librivox_clips() if args.clips == "librivox" else wer_corpus(Path(tmp))
+            if args.clips == "continuous":
+                library = _continuous_clips()
+            else:
+                library = librivox_clips() if args.clips == "librivox" else wer_corpus(Path(tmp))
     clips = [LoadClip(c.audio, c.text) for c in library]
     with bench_server(args) as server:
         url, key, pid = server.ws, server.key, server.pid
@@ -88,7 +94,14 @@ def main() -> None:
             f"{len(clips)} {source} per session, {args.frame_ms} ms frames, "
             "real-time pace, finalize after each clip"
         )
-        if not args.files:
+        if args.clips == "continuous" and not args.files:
+            # No human reference for the meetings: the offline decode is the reference.
+            library = [
+                Clip(c.name, c.audio, text)
+                for c, text in zip(library, _offline_texts(library), strict=True)
+            ]
+            print("WER of finals below is against offline faster-whisper on the same clips")
+        elif not args.files:
             offline = _offline_wer(library)
             print(
                 f"offline WER of the same model on the same clips (faster-whisper, beam 5): "
@@ -128,7 +141,19 @@ def _file_clip(path: str) -> Clip:
         return Clip(Path(path).name, np.concatenate(list(iter_file_audio(file))), "")
 
 
-def _offline_wer(library: list) -> float:
+def _continuous_clips() -> list[Clip]:
+    """Long turns of continuous real speech: what a caller reading or a meeting sends."""
+    from tests.support.speakers import natural_recordings
+
+    readings = librivox_clips()
+    gap = np.zeros(int(0.25 * 16000), np.float32)  # a breath, far below any turn end
+    passage = np.concatenate([part for c in readings for part in (c.audio, gap)])
+    reading = Clip("librivox passage", passage, " ".join(c.text for c in readings))
+    meetings = [Clip(r.name, r.audio, "") for r in natural_recordings()]
+    return [reading, *meetings]
+
+
+def _offline_texts(library: list) -> list[str]:
     """Plain faster-whisper on each clip (its defaults: beam 5, 30 s windows), in this
     process, on the server's model: the accuracy streaming should match."""
     from faster_whisper import WhisperModel
@@ -146,7 +171,12 @@ def _offline_wer(library: list) -> float:
     for clip in library:
         segments, _ = model.transcribe(clip.audio, language="en")
         texts.append(" ".join(s.text.strip() for s in segments))
-    return wer(" ".join(c.text for c in library), " ".join(texts))
+    return texts
+
+
+def _offline_wer(library: list) -> float:
+    """WER of plain faster-whisper on the clips against their references."""
+    return wer(" ".join(c.text for c in library), " ".join(_offline_texts(library)))
 
 
 def _session_wer(library: list, texts: list[str]) -> float:
