@@ -91,6 +91,15 @@ def test_rest_multichannel_puts_each_voice_on_its_channel(server: Server, call) 
     assert abs(data["metadata"]["duration"] - frames.shape[0] / 16_000) < 0.1
 
 
+def test_diarize_numbers_speakers_within_each_channel(server: Server, call) -> None:
+    frames, *_ = call
+    query = "model=pulse&language=en&multichannel=true&word_timestamps=true&diarize=true"
+    data = post(server, STT, wav_file(frames), query).json()
+    # One voice per channel: speaker 0 on each; (channel, speaker) names the person.
+    assert {(w["channel"], w["speaker"]) for w in data["words"]} == {(0, 0), (1, 0)}
+    assert {(u["channel"], u["speaker"]) for u in data["utterances"]} == {(0, 0), (1, 0)}
+
+
 def test_the_same_stereo_file_without_multichannel_is_mixed_to_mono(server: Server, call) -> None:
     frames, first, second, _ = call
     data = post(server, LEGACY, wav_file(frames), "language=en&word_timestamps=true").json()
