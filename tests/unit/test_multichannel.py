@@ -377,3 +377,19 @@ def test_a_stream_of_n_channels_holds_n_slots() -> None:
     assert slots.take(2) == "key_limit"
     wide.release()
     assert slots.total == 0
+
+
+# -- our client --------------------------------------------------------------------------
+
+
+def test_the_client_sends_the_options_and_reads_the_channel() -> None:
+    from pulse_stt.client.messages import Transcription, Utterance, Word
+    from pulse_stt.client.options import FileOptions, StreamOptions
+
+    assert FileOptions(multichannel=True).to_query()["multichannel"] == "true"
+    assert "multichannel" not in FileOptions().to_query()
+    assert StreamOptions(channels=2).to_query()["channels"] == "2"
+    assert Word.from_dict({"word": "hi", "start": 0, "end": 1, "channel": 1}).channel == 1
+    assert Utterance.from_dict({"text": "hi", "start": 0, "end": 1}).channel is None
+    message = {"type": "transcription", "transcript": "hi", "is_final": True, "channel": 1}
+    assert Transcription.from_dict(message).channel == 1
