@@ -462,6 +462,7 @@ class StreamRunner:
                 "key_id": self.key.id,
                 "encoding": params.encoding,
                 "sample_rate": params.sample_rate,
+                "channels": params.channels,
                 "language": params.language.requested,
                 "external_session_id": params.external_session_id,
             },
