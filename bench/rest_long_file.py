@@ -6,23 +6,34 @@ from /proc while it works. Memory should grow far less than the file's float32 s
 (N min x 3.84 MB), since a file is decoded, cut and transcribed a turn at a time.
 
     .venv/bin/python bench/rest_long_file.py --minutes 1 5
+
+`--multichannel`: instead, the cost of `multichannel=true`: a stereo WAV of N minutes (the
+clips in order on channel 0, in reverse order on channel 1) against the same two channels
+posted as two mono requests, one after the other; median of `--repeats` runs each, in one
+server process.
+
+    .venv/bin/python bench/rest_long_file.py --multichannel --minutes 1
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import statistics
 import sys
 import tempfile
 import threading
 import time
+import wave
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.audio import encode_file, join, librivox_clips, silence, wer
-from tests.support.server import running_server
+from tests.support.server import Server, running_server
 
 
 def rss_mb(pid: int) -> float:
@@ -48,7 +59,12 @@ def server_pid(port: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
+    parser.add_argument("--multichannel", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.multichannel:
+        multichannel(args.minutes, args.repeats)
+        return
     clips = librivox_clips()
     one_round = join(*[part for c in clips for part in (c.audio, silence(0.8))])
     reference_round = " ".join(c.text for c in clips)
@@ -89,6 +105,65 @@ def main() -> None:
                 f"{seconds / 60:>8.1f} {len(body) / 1e6:>8.1f} {audio.size * 4 / 1e6:>11.1f}"
                 f" {elapsed:>8.1f} {elapsed / seconds:>6.3f} {peak[0]:>12.0f}"
                 f" {wer(' '.join([reference_round] * rounds), text):>6.3f}"
+            )
+
+
+def _wav(channels: list[np.ndarray]) -> bytes:
+    frames = np.stack(channels, axis=1)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(len(channels))
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((np.clip(frames, -1, 1) * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def _timed_post(server: Server, body: bytes, query: str) -> tuple[float, dict[str, object]]:
+    t0 = time.monotonic()
+    response = httpx.post(
+        f"{server.http}/waves/v1/stt/?model=pulse&language=en{query}",
+        content=body,
+        headers=server.headers(),
+        timeout=3600,
+    )
+    response.raise_for_status()
+    return time.monotonic() - t0, response.json()
+
+
+def multichannel(minutes_list: list[float], repeats: int) -> None:
+    clips = librivox_clips()
+    forward = join(*[part for c in clips for part in (c.audio, silence(0.8))])
+    backward = join(*[part for c in reversed(clips) for part in (silence(0.8), c.audio)])
+    size = max(forward.size, backward.size)
+    forward, backward = (np.pad(a, (0, size - a.size)) for a in (forward, backward))
+    with running_server(Path(tempfile.mkdtemp()), log_level="warning") as server:
+        _timed_post(server, _wav([forward]), "")  # warm up
+        print(f"{'minutes':>8} {'stereo s':>9} {'2 x mono s':>11} {'ratio':>6} {'WER ch0/ch1':>12}")
+        for minutes in minutes_list:
+            rounds = max(1, round(minutes * 60 / (size / 16000)))
+            left, right = join(*[forward] * rounds), join(*[backward] * rounds)
+            stereo, monos = _wav([left, right]), [_wav([left]), _wav([right])]
+            stereo_s, mono_s = [], []
+            data: dict[str, object] = {}
+            for _ in range(repeats):
+                elapsed, data = _timed_post(server, stereo, "&multichannel=true")
+                stereo_s.append(elapsed)
+                mono_s.append(sum(_timed_post(server, body, "")[0] for body in monos))
+            texts = data["channels"]
+            assert isinstance(texts, list)
+            refs = [
+                " ".join([" ".join(c.text for c in clips)] * rounds),
+                " ".join([" ".join(c.text for c in reversed(clips))] * rounds),
+            ]
+            errors = "/".join(
+                f"{wer(ref, str(t['transcription'])):.3f}"
+                for ref, t in zip(refs, texts, strict=True)
+            )
+            stereo_med, mono_med = statistics.median(stereo_s), statistics.median(mono_s)
+            print(
+                f"{left.size / 16000 / 60:>8.2f} {stereo_med:>9.2f} {mono_med:>11.2f}"
+                f" {stereo_med / mono_med:>6.2f} {errors:>12}"
             )
 
 

@@ -171,6 +171,15 @@ class Settings(BaseSettings):
         "past 2 MiB, so this bounds disk, not memory. A request that would pass it gets "
         "HTTP 503 (`server_full`) with Retry-After; 0 = unlimited.",
     )
+    max_channels: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Most audio channels one session may carry: a REST file sent with "
+        "`multichannel=true` (400 `bad_audio` above) or a stream opened with `channels=N` "
+        "(400 `invalid_parameter` at the handshake). Each channel is transcribed on its own, "
+        "so a file or stream of N channels costs N times the model work of one.",
+    )
     max_file_audio_s: float = Field(
         14_400.0,
         gt=0,

@@ -26,6 +26,11 @@ MULTI_ASIAN_LANGUAGES: tuple[str, ...] = ("zh", "ko", "ja", "en")
 # `model=pulse-2` is the hosted English-only model: an alias of `pulse` pinned to English.
 ENGLISH_ONLY_MODELS: tuple[str, ...] = ("pulse-2",)
 MAX_KEYWORDS = 100
+# `channels` (streaming) and `multichannel=true` (REST): the most channels any server
+# takes; the server's own limit is the `max_channels` setting (at most this).
+MAX_CHANNELS = 64
+# Streaming encodings whose frames can carry interleaved channels (`channels` > 1).
+INTERLEAVED_ENCODINGS: tuple[Encoding, ...] = ("linear16", "linear32", "alaw", "mulaw")
 EXTERNAL_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
@@ -218,6 +223,8 @@ class StreamParams:
     endpointing_timeout_ms: int = 600
     vad_threshold: float | None = None  # None: the server's setting
     vad_min_speech_ms: int | None = None  # None: the server's (96 ms)
+    # Interleaved channels in each frame (pulse-stt extension): one pipeline per channel.
+    channels: int = 1
 
     @property
     def turn_end_ms(self) -> int:
@@ -241,6 +248,8 @@ class FileParams:
     language: LanguageChoice
     text: TextOptions
     webhook: Webhook | None = None  # pulse-pro only: answer at once, deliver the result there
+    # Each channel transcribed on its own, words and utterances tagged with it (extension).
+    multichannel: bool = False
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,9 @@ def test_pulse_pro_is_refused_with_the_documented_message(server: Server) -> Non
         ("model=pulse&keywords=foo:99", "keywords"),
         ("model=pulse&max_words=0", "max_words"),
         ("model=pulse&numerals=maybe", "numerals"),
+        ("model=pulse&channels=0", "channels"),
+        ("model=pulse&channels=2&encoding=opus&sample_rate=48000", "channels"),
+        ("model=pulse&channels=9", "channels"),  # over max_channels (8)
     ],
 )
 def test_invalid_parameters_get_400_naming_the_parameter(server: Server, query: str, param: str):

@@ -1,7 +1,11 @@
 """Who may start a session now: per-key and per-server limits, and load-based admission.
 
 A *session* is a WebSocket stream or a REST request being transcribed; both hold a slot
-from before they start (before the upgrade, before the body is read) until they end.
+from before they start (before the upgrade, before the body is read) until they end. A
+stream of N interleaved channels (`channels=N`) is N streams of model work and holds N
+slots (at most a whole limit, so it can always start once that limit is free); a REST
+file with `multichannel=true` holds one (its channels are known only once it is decoded,
+and its turns queue behind every live final as file work).
 
 Refusals, in the order they are checked:
 
@@ -99,16 +103,19 @@ class Refusal:
 class Slot:
     """One admitted session's place; `release()` (or leaving the `with` block) gives it back."""
 
-    def __init__(self, slots: SessionSlots, key_id: int, token: str | None = None) -> None:
+    def __init__(
+        self, slots: SessionSlots, key_id: int, token: str | None = None, weight: int = 1
+    ) -> None:
         self._slots = slots
         self._key_id = key_id
         self._token = token
+        self.weight = weight
         self._held = True
 
     def release(self) -> None:
         if self._held:
             self._held = False
-            self._slots._release(self._key_id, self._token)
+            self._slots._release(self._key_id, self._token, self.weight)
 
     def __enter__(self) -> Slot:
         return self
@@ -139,32 +146,36 @@ class SessionSlots:
     def held_by_token(self, token: str) -> int:
         return self._per_token[token]
 
-    def take(self, key_id: int, token: str | None = None) -> Slot | RefusalReason:
+    def take(self, key_id: int, token: str | None = None, weight: int = 1) -> Slot | RefusalReason:
         """A slot for a session of key `key_id`, opened with browser token `token` (any
-        string that names the token, not necessarily its secret) or with the key itself."""
-        if (
-            token is not None
-            and self.max_per_token
-            and self._per_token[token] >= (self.max_per_token)
-        ):
-            return "token_limit"
-        if self.max_per_key and self._per_key[key_id] >= self.max_per_key:
-            return "key_limit"
-        if self.max_total and self._total >= self.max_total:
-            return "server_full"
-        self._per_key[key_id] += 1
-        if token is not None:
-            self._per_token[token] += 1
-        self._total += 1
-        return Slot(self, key_id, token)
+        string that names the token, not necessarily its secret) or with the key itself.
 
-    def _release(self, key_id: int, token: str | None = None) -> None:
-        self._total -= 1
-        self._per_key[key_id] -= 1
+        `weight`: how many sessions it counts as (a stream of N channels: N). A session
+        heavier than a limit needs that limit free, not more, so it is never refused for
+        good."""
+
+        def full(held: int, limit: int) -> bool:
+            return bool(limit) and held + min(weight, limit) > limit
+
+        if token is not None and full(self._per_token[token], self.max_per_token):
+            return "token_limit"
+        if full(self._per_key[key_id], self.max_per_key):
+            return "key_limit"
+        if full(self._total, self.max_total):
+            return "server_full"
+        self._per_key[key_id] += weight
+        if token is not None:
+            self._per_token[token] += weight
+        self._total += weight
+        return Slot(self, key_id, token, weight)
+
+    def _release(self, key_id: int, token: str | None = None, weight: int = 1) -> None:
+        self._total -= weight
+        self._per_key[key_id] -= weight
         if self._per_key[key_id] <= 0:
             del self._per_key[key_id]
         if token is not None:
-            self._per_token[token] -= 1
+            self._per_token[token] -= weight
             if self._per_token[token] <= 0:
                 del self._per_token[token]
 
@@ -202,10 +213,13 @@ class Admission:
             on_refusal=on_refusal,
         )
 
-    def admit(self, key_id: int, load: LoadSignal, *, token: str | None = None) -> Slot | Refusal:
+    def admit(
+        self, key_id: int, load: LoadSignal, *, token: str | None = None, weight: int = 1
+    ) -> Slot | Refusal:
         """`token`: what names the browser token the session was opened with (None: the
-        key itself); a token's sessions count against the token's own limit too."""
-        taken = self.slots.take(key_id, token)
+        key itself); a token's sessions count against the token's own limit too.
+        `weight`: the sessions it counts as (a stream of N channels holds N slots)."""
+        taken = self.slots.take(key_id, token, weight)
         if isinstance(taken, Slot):
             wait = load.oldest_final_wait() if self.max_final_wait_s else 0.0
             if wait <= self.max_final_wait_s:

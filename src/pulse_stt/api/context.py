@@ -112,6 +112,18 @@ class ServerContext:
                 "false",
             )
 
+    def check_channels(self, channels: int) -> None:
+        """Refuse a stream of more channels than this server takes (`max_channels`)."""
+        limit = self.settings.max_channels
+        if channels > limit:
+            raise ParamError(
+                "channels",
+                f"channels={channels} is more than this server takes on one stream "
+                f"(max_channels = {limit}); send at most {limit} interleaved channels, or "
+                "open one stream per group of channels.",
+                f"1..{limit}",
+            )
+
     @property
     def ready(self) -> bool:
         """Every model is loaded (before the server listens) and its workers take work;

@@ -50,6 +50,7 @@ async def check_handshake(
     try:
         params = parse_stream_params(conn.query_params, legacy_path=is_legacy_path(conn))
         ctx.check_diarize(params.text.diarize)
+        ctx.check_channels(params.channels)
     except ParamError as exc:
         return HandshakeDenial(
             JSONResponse(exc.to_json(), status_code=400), ErrorKind.INVALID_PARAMETER

@@ -16,6 +16,8 @@ from pulse_stt.protocol import (
     ENCODINGS,
     ENGLISH_ONLY_MODELS,
     EXTERNAL_ID_RE,
+    INTERLEAVED_ENCODINGS,
+    MAX_CHANNELS,
     MAX_KEYWORDS,
     MODEL_RATE,
     MULTI_ASIAN_LANGUAGES,
@@ -335,7 +337,24 @@ def parse_file_params(query: Mapping[str, str], *, legacy_path: bool) -> FilePar
         text=parse_text_options(query, word_timestamps_default=False),
         # Webhook mode is Pulse Pro's (as on the hosted API): model=pulse answers in-line.
         webhook=parse_webhook(query) if pro else None,
+        multichannel=_bool(query, "multichannel", False),
     )
+
+
+def parse_channels(query: Mapping[str, str], encoding: Encoding) -> int:
+    """`channels=N` (pulse-stt extension): N interleaved channels per frame, 1 by default;
+    only the PCM and G.711 encodings can carry more than one."""
+    channels = _int(query, "channels", 1, 1, MAX_CHANNELS) or 1
+    if channels > 1 and encoding not in INTERLEAVED_ENCODINGS:
+        listed = ", ".join(INTERLEAVED_ENCODINGS)
+        raise ParamError(
+            "channels",
+            f"channels={channels} needs interleaved samples, which encoding={encoding} does "
+            f"not carry; send the audio as one of {listed} with channels interleaved sample "
+            "by sample, or open one stream per channel.",
+            listed,
+        )
+    return channels
 
 
 def parse_stream_params(query: Mapping[str, str], *, legacy_path: bool) -> StreamParams:
@@ -367,9 +386,10 @@ def parse_stream_params(query: Mapping[str, str], *, legacy_path: bool) -> Strea
     vad_events = _bool(query, "vad_events", False)
     vad_alias = _bool(query, "vad", False)  # validated even when vad_events is set
     check_accepted_flags(query)
+    encoding = cast(Encoding, _choice(query, "encoding", "linear16", ENCODINGS))
     return StreamParams(
         language=parse_language(query, english_only=not legacy_path and english_only(query)),
-        encoding=cast(Encoding, _choice(query, "encoding", "linear16", ENCODINGS)),
+        encoding=encoding,
         sample_rate=sample_rate,
         text=parse_text_options(query, word_timestamps_default=legacy_path),
         eou_timeout_ms=_int(query, "eou_timeout_ms", 800, 100, 10_000) or 800,
@@ -383,4 +403,5 @@ def parse_stream_params(query: Mapping[str, str], *, legacy_path: bool) -> Strea
         endpointing_timeout_ms=_int(query, "endpointing_timeout", 600, 10, 10_000) or 600,
         vad_threshold=_fraction(query, "vad_threshold"),
         vad_min_speech_ms=_int(query, "vad_min_speech_ms", None, 0, 10_000),
+        channels=parse_channels(query, encoding),
     )

@@ -39,7 +39,7 @@ from pulse_stt.api.webhook import (
     log_delivery,
     webhook_payload,
 )
-from pulse_stt.audio.container import AudioTooLongError, iter_file_audio
+from pulse_stt.audio.container import AudioTooLongError, iter_file_audio, iter_file_channels
 from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.engine.scheduler import SchedulerClosedError
 from pulse_stt.protocol import ErrorKind, FileParams, Webhook, WebhookOutcome
@@ -263,10 +263,17 @@ class _FileJob:
         started_at = datetime.now(UTC)
         started = time.monotonic()
         engine = ctx.engine_for(params.pro)
+        max_seconds = ctx.settings.max_file_audio_s
         try:
             result = await asyncio.to_thread(
                 lambda: transcribe_audio_chunks(
-                    iter_file_audio(audio.rewound(), max_seconds=ctx.settings.max_file_audio_s),
+                    iter_file_channels(
+                        audio.rewound(),
+                        max_channels=ctx.settings.max_channels,
+                        max_seconds=max_seconds,
+                    )
+                    if params.multichannel
+                    else iter_file_audio(audio.rewound(), max_seconds=max_seconds),
                     engine=engine,
                     params=params,
                     request_id=self.request_id,
@@ -391,4 +398,6 @@ def _response(
             num_chunks=len(result.turns),
             filename=filename,
         ),
+        channels=[t.channel for t in result.turns] if params.multichannel else None,
+        num_channels=result.channels,
     )

@@ -18,7 +18,7 @@ from pulse_stt.stream.events import (
 from pulse_stt.text.format import TimedWord, Transcript, Utterance
 
 
-def _word(word: TimedWord, options: TextOptions) -> dict[str, Any]:
+def _word(word: TimedWord, options: TextOptions, channel: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "word": word.text,
         "start": word.start,
@@ -28,13 +28,19 @@ def _word(word: TimedWord, options: TextOptions) -> dict[str, Any]:
     if options.diarize and word.speaker is not None:
         out["speaker"] = word.speaker
         out["speaker_confidence"] = word.speaker_confidence
+    if channel is not None:  # multichannel: speakers are numbered within their channel
+        out["channel"] = channel
     return out
 
 
-def _utterance(utterance: Utterance, options: TextOptions) -> dict[str, Any]:
+def _utterance(
+    utterance: Utterance, options: TextOptions, channel: int | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {"text": utterance.text, "start": utterance.start, "end": utterance.end}
     if options.diarize and utterance.speaker is not None:
         out["speaker"] = utterance.speaker
+    if channel is not None:
+        out["channel"] = channel
     return out
 
 
@@ -48,7 +54,9 @@ def transcription_message(
     from_finalize: bool = False,
     speech_final: bool = False,
     full_transcript: str | None = None,
+    channel: int | None = None,
 ) -> dict[str, Any]:
+    """`channel` (a stream of several channels): on the message and each word/utterance."""
     message: dict[str, Any] = {
         "type": "transcription",
         "status": "success",
@@ -62,10 +70,12 @@ def transcription_message(
         "language": transcript.language,
         "languages": list(transcript.languages),
     }
+    if channel is not None:
+        message["channel"] = channel
     if options.word_timestamps:
-        message["words"] = [_word(w, options) for w in transcript.words]
+        message["words"] = [_word(w, options, channel) for w in transcript.words]
     if options.sentence_timestamps:
-        message["utterances"] = [_utterance(u, options) for u in transcript.utterances]
+        message["utterances"] = [_utterance(u, options, channel) for u in transcript.utterances]
     if options.redact_pii or options.redact_pci:
         message["redacted_entities"] = list(transcript.redacted_entities)
     if full_transcript is not None:
@@ -73,8 +83,13 @@ def transcription_message(
     return message
 
 
-def vad_message(kind: str, session_id: str, timestamp: float) -> dict[str, Any]:
-    return {"type": kind, "session_id": session_id, "timestamp": timestamp}
+def vad_message(
+    kind: str, session_id: str, timestamp: float, channel: int | None = None
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": kind, "session_id": session_id, "timestamp": timestamp}
+    if channel is not None:
+        message["channel"] = channel
+    return message
 
 
 def pong_message(session_id: str) -> dict[str, Any]:
@@ -113,6 +128,7 @@ def event_message(event: LiveEvent, session_id: str, options: TextOptions) -> di
             from_finalize=event.from_finalize,
             speech_final=event.speech_final,
             full_transcript=event.full_transcript,
+            channel=event.channel,
         )
     if isinstance(event, ErrorEvent):
         return error_message(event.message, error=event.kind, session_id=session_id)
@@ -120,7 +136,7 @@ def event_message(event: LiveEvent, session_id: str, options: TextOptions) -> di
         return pong_message(session_id)
     if isinstance(event, WarningEvent):
         return warning_message(event.kind, event.message, session_id)
-    return vad_message(event.kind, session_id, event.timestamp)
+    return vad_message(event.kind, session_id, event.timestamp, event.channel)
 
 
 @dataclass(frozen=True)
@@ -151,21 +167,49 @@ def file_response(
     duration: float,
     file_size: int,
     stats: FileStats | None = None,
+    channels: list[int] | None = None,
+    num_channels: int = 1,
 ) -> dict[str, Any]:
-    """REST body: `word_timestamps` gates both `words` and `utterances`."""
+    """REST body: `word_timestamps` gates both `words` and `utterances`.
+
+    `channels` (multichannel=true): each transcript's channel, the transcripts in time
+    order; every word and utterance then carries its `channel`, and `channels` lists each
+    channel's own transcription."""
     body: dict[str, Any] = {
         "status": "success",
         "transcription": " ".join(t.text for t in transcripts if t.text),
         "language": language,
         "metadata": _file_metadata(duration, file_size, stats),
     }
+    if channels is not None:
+        body["metadata"]["channels"] = num_channels
+        body["channels"] = [
+            {
+                "channel": c,
+                "transcription": " ".join(
+                    t.text
+                    for t, tc in zip(transcripts, channels, strict=True)
+                    if tc == c and t.text
+                ),
+            }
+            for c in range(num_channels)
+        ]
     if options.redact_pii or options.redact_pci:
         body["redacted_entities"] = list(
             dict.fromkeys(e for t in transcripts for e in t.redacted_entities)
         )
     if options.word_timestamps:
-        body["words"] = [_word(w, options) for t in transcripts for w in t.words]
-        body["utterances"] = [_utterance(u, options) for t in transcripts for u in t.utterances]
+        tags: list[int | None] = (
+            list(channels) if channels is not None else [None] * len(transcripts)
+        )
+        body["words"] = [
+            _word(w, options, c) for t, c in zip(transcripts, tags, strict=True) for w in t.words
+        ]
+        body["utterances"] = [
+            _utterance(u, options, c)
+            for t, c in zip(transcripts, tags, strict=True)
+            for u in t.utterances
+        ]
     return body
 
 

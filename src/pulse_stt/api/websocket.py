@@ -46,6 +46,7 @@ from pulse_stt.ops.logs import ContextLogger
 from pulse_stt.ops.metrics import StreamMetrics
 from pulse_stt.protocol import ErrorKind, StreamParams
 from pulse_stt.store.db import ApiKey
+from pulse_stt.stream.channels import open_stream
 from pulse_stt.stream.events import (
     ErrorEvent,
     LiveEvent,
@@ -53,7 +54,7 @@ from pulse_stt.stream.events import (
     TranscriptEvent,
     WarningEvent,
 )
-from pulse_stt.stream.live import LiveConfig, LiveServices, LiveStream
+from pulse_stt.stream.live import LiveConfig, LiveServices
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         await websocket.send_denial_response(checked.response)
         return
     key, params = checked
-    admitted = ctx.admission.admit(key.id, ctx.engine, token=key.token_id)
+    # A stream of N channels is N streams of model work: it holds N slots (api/admission.py).
+    admitted = ctx.admission.admit(key.id, ctx.engine, token=key.token_id, weight=params.channels)
     if isinstance(admitted, Refusal):
         ctx.metrics.error(admitted.error)
         with contextlib.suppress(*_TRANSPORT_ERRORS):
@@ -173,7 +175,7 @@ class StreamRunner:
         self._ops: StreamMetrics = ctx.metrics.stream_session(
             "legacy" if endpoint == LEGACY_PATH else "live"
         )
-        self.live = LiveStream(
+        self.live = open_stream(
             self.session_id,
             params,
             LiveServices(
@@ -460,6 +462,7 @@ class StreamRunner:
                 "key_id": self.key.id,
                 "encoding": params.encoding,
                 "sample_rate": params.sample_rate,
+                "channels": params.channels,
                 "language": params.language.requested,
                 "external_session_id": params.external_session_id,
             },

@@ -1,7 +1,7 @@
 """Whole files: container and codec detected from the bytes (FFmpeg via PyAV).
 
-Decoded, downmixed and resampled to 16 kHz mono float32 in chunks, so a long file is
-never held as float32 more than once.
+Decoded, downmixed (or, for `multichannel=true`, kept channel by channel) and resampled to
+16 kHz float32 in chunks, so a long file is never held as float32 more than once.
 """
 
 from __future__ import annotations
@@ -39,6 +39,21 @@ def iter_file_audio(
     MIN_FILE_SAMPLE_RATE is refused (AudioDecodeError) before decoding.
     """
     chunks = _decode_file(source, max_seconds)
+    return chunks if max_seconds is None else _limited(chunks, max_seconds)
+
+
+class TooManyChannelsError(AudioDecodeError):
+    """A multichannel file with more channels than the caller accepts (`max_channels`)."""
+
+
+def iter_file_channels(
+    source: bytes | BinaryIO, *, max_channels: int, max_seconds: float | None = None
+) -> Iterator[np.ndarray]:
+    """`iter_file_audio`, but each channel kept: chunks of shape (channels, samples), 16 kHz
+    float32. The duration limit counts the recording's length once, not once per channel.
+    A file of more than `max_channels` channels is refused (TooManyChannelsError) before
+    decoding."""
+    chunks = _decode_file(source, max_seconds, max_channels=max_channels)
     return chunks if max_seconds is None else _limited(chunks, max_seconds)
 
 
@@ -84,9 +99,24 @@ def _check_declared(
         )
 
 
+def _check_channels(stream: av.AudioStream, max_channels: int) -> None:
+    channels = stream.codec_context.layout.nb_channels
+    if channels > max_channels:
+        raise TooManyChannelsError(
+            f"the file has {channels} audio channels; this server transcribes at most "
+            f"{max_channels} channels of one file (max_channels); send a file of at most "
+            f"{max_channels} channels, or send it without multichannel=true to have its "
+            "channels mixed into one"
+        )
+
+
 def _decode_file(
-    source: bytes | BinaryIO, max_seconds: float | None = None
+    source: bytes | BinaryIO,
+    max_seconds: float | None = None,
+    *,
+    max_channels: int | None = None,
 ) -> Generator[np.ndarray, None, None]:
+    """1-D mono chunks; with `max_channels`, (channels, samples) chunks."""
     stream_source = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         container = av.open(stream_source, mode="r", metadata_errors="ignore")
@@ -99,14 +129,20 @@ def _decode_file(
             raise AudioDecodeError(f"the file has no audio stream; {SUPPORTED_HINT}")
         stream = container.streams.audio[0]
         _check_declared(container, stream, max_seconds)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=MODEL_RATE)
+        if max_channels is None:
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=MODEL_RATE)
+        else:
+            _check_channels(stream, max_channels)
+            # planar: one row per channel, in the file's layout
+            resampler = av.AudioResampler(format="fltp", layout=None, rate=MODEL_RATE)
+        shape = (-1,) if max_channels is None else (stream.codec_context.layout.nb_channels, -1)
         decoded_any = False
         try:
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler follow sample counts, not damaged pts
                 for out in resampler.resample(frame):
                     decoded_any = True
-                    yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    yield out.to_ndarray().reshape(shape).astype(np.float32, copy=False)
         except (av.error.FFmpegError, ValueError) as exc:
             if not decoded_any:
                 raise AudioDecodeError(
@@ -115,18 +151,18 @@ def _decode_file(
             log.warning("audio ends early: decoding stopped at damaged data (%s)", _reason(exc))
         for out in resampler.resample(None):
             decoded_any = True
-            yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            yield out.to_ndarray().reshape(shape).astype(np.float32, copy=False)
         if not decoded_any:
             raise AudioDecodeError(f"the file contains no decodable audio; {SUPPORTED_HINT}")
 
 
 def _limited(chunks: Generator[np.ndarray, None, None], max_seconds: float) -> Iterator[np.ndarray]:
     """`chunks` until their audio passes `max_seconds`, then AudioTooLongError (the chunk
-    that passes it is not handed out)."""
+    that passes it is not handed out). A chunk of several channels counts its length once."""
     left = int(max_seconds * MODEL_RATE)
     try:
         for chunk in chunks:
-            left -= chunk.size
+            left -= chunk.shape[-1]
             if left < 0:
                 raise _too_long(max_seconds)
             yield chunk

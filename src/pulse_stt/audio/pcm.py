@@ -111,3 +111,42 @@ def make_pcm_decoder(encoding: str, sample_rate: int) -> PcmDecoder | None:
     if encoding == "alaw":
         return PcmDecoder(sample_rate, 1, "u1", 1.0, _alaw_table())
     return None
+
+
+SAMPLE_WIDTHS = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
+
+
+class Deinterleaver:
+    """Splits frames of `channels` interleaved channels (`channels=N` on a stream) into
+    one byte string per channel, each then decoded as a mono stream of the same encoding.
+
+    A frame need not end on a whole sample frame (one sample of every channel): the rest
+    is kept until the next frame brings the rest of it, as the decoders do for a sample.
+    A WAV header at the start of the stream is skipped here, before the split."""
+
+    def __init__(self, encoding: str, channels: int) -> None:
+        self.channels = channels
+        self._width = SAMPLE_WIDTHS[encoding]
+        self._frame = self._width * channels
+        self._pending = b""
+        self._at_start = True
+
+    def split(self, data: bytes) -> list[bytes]:
+        if self._pending:
+            data = self._pending + data
+        if self._at_start:
+            payload = _after_wav_header(data)
+            if payload is None and len(data) < _MAX_WAV_HEADER:
+                self._pending = data  # the start of a WAV header: wait for the rest
+                return [b""] * self.channels
+            self._at_start = False
+            data = data if payload is None else payload
+        usable = len(data) - len(data) % self._frame
+        self._pending = data[usable:]
+        if usable == 0:
+            return [b""] * self.channels
+        frames = np.frombuffer(data, dtype=np.uint8, count=usable).reshape(-1, self._frame)
+        return [
+            frames[:, c * self._width : (c + 1) * self._width].tobytes()
+            for c in range(self.channels)
+        ]

@@ -43,6 +43,7 @@ class Word:
     confidence: float | None = None
     speaker: int | None = None
     speaker_confidence: float | None = None
+    channel: int | None = None  # multichannel=true / channels=N (pulse-stt extension)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Word:
@@ -53,6 +54,7 @@ class Word:
             confidence=_opt_float(data.get("confidence")),
             speaker=_opt_int(data.get("speaker")),
             speaker_confidence=_opt_float(data.get("speaker_confidence")),
+            channel=_opt_int(data.get("channel")),
         )
 
 
@@ -64,6 +66,7 @@ class Utterance:
     start: float
     end: float
     speaker: int | None = None
+    channel: int | None = None  # multichannel=true / channels=N (pulse-stt extension)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Utterance:
@@ -73,6 +76,7 @@ class Utterance:
             start=_float(data.get("start")),
             end=_float(data.get("end")),
             speaker=_opt_int(data.get("speaker")),
+            channel=_opt_int(data.get("channel")),
         )
 
 
@@ -114,6 +118,7 @@ class Transcription:
     redacted_entities: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     type: str = "transcription"
+    channel: int | None = None  # a stream opened with channels=N (pulse-stt extension)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Transcription:
@@ -134,6 +139,7 @@ class Transcription:
             full_transcript=None if full is None else str(full),
             redacted_entities=_strings(data.get("redacted_entities")),
             raw=dict(data),
+            channel=_opt_int(data.get("channel")),
         )
 
 

@@ -151,6 +151,7 @@ class StreamOptions(_Options):
     vad_events: bool | None = None
     full_transcript: bool | None = None
     external_session_id: str | None = None
+    channels: int | None = None  # interleaved channels per frame (pulse-stt extension)
 
     def __post_init__(self) -> None:
         _check_choice("model", self.model, STREAM_MODELS)
@@ -198,6 +199,7 @@ class FileOptions(_Options):
     format: bool | None = None
     punctuate: bool | None = None
     capitalize: bool | None = None
+    multichannel: bool | None = None  # each channel on its own (pulse-stt extension)
 
     def __post_init__(self) -> None:
         _check_choice("model", self.model, FILE_MODELS)

@@ -13,6 +13,7 @@ from pulse_stt.text.format import TimedWord, Transcript
 class VadEvent:
     kind: str  # speech_started | speech_ended
     timestamp: float  # seconds since the stream's first audio byte
+    channel: int | None = None  # the channel of a stream of several (stream/channels.py)
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,14 @@ class TranscriptEvent:
     full_transcript: str | None = None  # with full_transcript=true
     # The words, when they carry decoded times (for the word-lag metric).
     timed_words: tuple[TimedWord, ...] = ()
+    channel: int | None = None  # the channel of a stream of several (stream/channels.py)
+    # False on the close finals of a stream's channels but the last (stream/channels.py):
+    # a stream sends is_last once.
+    ends_stream: bool = True
 
     @property
     def is_last(self) -> bool:
-        return self.reason is FinalReason.CLOSE
+        return self.reason is FinalReason.CLOSE and self.ends_stream
 
     @property
     def from_finalize(self) -> bool:

@@ -31,12 +31,14 @@ class FileTurn:
     hypothesis: Hypothesis
     utterance: int = 0
     speakers: SpeakerTrack | None = None  # with a speaker encoder (diarize=true)
+    channel: int = 0  # the file's channel (multichannel=true; else 0)
 
 
 @dataclass(frozen=True)
 class FileTranscription:
-    turns: tuple[FileTurn, ...]
+    turns: tuple[FileTurn, ...]  # in time order (across channels: by start, then channel)
     duration: float
+    channels: int = 1  # channels transcribed on their own (1: mono, or mixed down)
 
 
 def transcribe_audio_chunks(
@@ -49,72 +51,135 @@ def transcribe_audio_chunks(
     max_utterance_s: float = 25.0,
     speaker_encoder: VoiceEncoder | None = None,
 ) -> FileTranscription:
-    """Blocking: run in a worker thread. `chunks` are 16 kHz mono float32.
+    """Blocking: run in a worker thread. `chunks` are 16 kHz float32: 1-D (mono), or of
+    shape (channels, samples), each channel then transcribed on its own, as a file of its
+    own: its own turns (VAD), its own pulse-pro context and, with `speaker_encoder`, its own
+    speakers. The channels are fed in step, so memory stays bounded by the chunk size.
 
     With `speaker_encoder`, each turn's voice is embedded here while the engine decodes
-    earlier turns, and the whole file is clustered into speakers at the end.
+    earlier turns, and the whole file (each channel) is clustered into speakers at the end.
     """
-    session = StreamSession(
-        SessionConfig(
-            encoding="linear16",
-            sample_rate=MODEL_RATE,
-            # pulse-pro: longer turns (more context per pass), cut only at longer pauses.
-            eou_timeout_ms=1500 if params.pro else 600,
-            vad_threshold=vad_threshold,
-            max_utterance_s=28.0 if params.pro else max_utterance_s,
-            partials=False,
-        )
-    )
-    want_words = params.text.word_timestamps or params.text.sentence_timestamps
-    in_flight: deque[tuple[UtteranceAudio, Future[Hypothesis | None]]] = deque()
-    turns: list[FileTurn] = []
-    previous_text: list[str] = []
-    # pulse-pro conditions each turn on the text before it, so it decodes one at a time.
-    limit = 1 if params.pro else _MAX_IN_FLIGHT
-    embedder = TurnEmbedder(speaker_encoder) if speaker_encoder is not None else None
-    voices: list[tuple[int, TurnWindows]] = []
+    channels: list[_ChannelFile] = []
 
-    def collect_oldest() -> None:
-        work, future = in_flight.popleft()
-        hyp = future.result()
-        if hyp is not None and not hyp.is_empty:
-            turns.append(FileTurn(work.offset, hyp, work.utterance))
-            previous_text.append(hyp.text)
-
-    def submit(actions: Iterable[object]) -> None:
-        for work in actions:
-            if not isinstance(work, UtteranceAudio) or not work.is_final or not work.audio.size:
-                continue
-            while len(in_flight) >= limit:
-                collect_oldest()
-            job = DecodeJob(
-                session_id=request_id,
-                audio=work.audio,
-                kind=JobKind.FILE,
-                language=params.language.fixed,
-                candidates=params.language.candidates,
-                word_timestamps=want_words,
-                pro=params.pro,
-                prompt=" ".join(previous_text[-2:]) if params.pro and previous_text else None,
-            )
-            in_flight.append((work, engine.submit(job)))
-            if embedder is not None:
-                windows = embedder.embed(
-                    work.audio, work.offset, utterance=work.utterance, final=True
+    def channel_files(count: int) -> list[_ChannelFile]:
+        while len(channels) < count:
+            channels.append(
+                _ChannelFile(
+                    len(channels),
+                    engine=engine,
+                    params=params,
+                    request_id=request_id,
+                    vad_threshold=vad_threshold,
+                    max_utterance_s=max_utterance_s,
+                    speaker_encoder=speaker_encoder,
                 )
-                voices.append((work.utterance, windows))
+            )
+        return channels
 
     total = 0
     try:
         for chunk in chunks:
-            total += chunk.size
-            submit(session.feed_model_rate(chunk))
-        submit(session.close())
-        while in_flight:
-            collect_oldest()
+            rows = chunk.reshape(1, -1) if chunk.ndim == 1 else chunk
+            total += rows.shape[1]
+            for channel, row in zip(channel_files(rows.shape[0]), rows, strict=True):
+                channel.feed(row)
+        for channel in channel_files(1):
+            channel.close()
+        for channel in channels:
+            channel.drain()
     finally:
         engine.cancel_session(request_id)
-    if voices:
-        tracks = dict(zip((u for u, _ in voices), label_file([w for _, w in voices]), strict=True))
-        turns = [replace(t, speakers=tracks.get(t.utterance)) for t in turns]
-    return FileTranscription(tuple(turns), total / MODEL_RATE)
+    turns = [turn for channel in channels for turn in channel.finished_turns()]
+    if len(channels) > 1:
+        turns.sort(key=lambda t: (t.offset, t.channel))
+    return FileTranscription(tuple(turns), total / MODEL_RATE, len(channels))
+
+
+class _ChannelFile:
+    """One channel of a file: its turns cut by its own VAD, decoded on the shared engine
+    with a bounded number in flight."""
+
+    def __init__(
+        self,
+        channel: int,
+        *,
+        engine: Engine,
+        params: FileParams,
+        request_id: str,
+        vad_threshold: float,
+        max_utterance_s: float,
+        speaker_encoder: VoiceEncoder | None,
+    ) -> None:
+        self.channel = channel
+        self._engine = engine
+        self._params = params
+        self._request_id = request_id
+        self._session = StreamSession(
+            SessionConfig(
+                encoding="linear16",
+                sample_rate=MODEL_RATE,
+                # pulse-pro: longer turns (more context per pass), cut only at longer pauses.
+                eou_timeout_ms=1500 if params.pro else 600,
+                vad_threshold=vad_threshold,
+                max_utterance_s=28.0 if params.pro else max_utterance_s,
+                partials=False,
+            )
+        )
+        self._want_words = params.text.word_timestamps or params.text.sentence_timestamps
+        self._in_flight: deque[tuple[UtteranceAudio, Future[Hypothesis | None]]] = deque()
+        self.turns: list[FileTurn] = []
+        self._previous_text: list[str] = []
+        # pulse-pro conditions each turn on the text before it, so it decodes one at a time.
+        self._limit = 1 if params.pro else _MAX_IN_FLIGHT
+        self._embedder = TurnEmbedder(speaker_encoder) if speaker_encoder is not None else None
+        self._voices: list[tuple[int, TurnWindows]] = []
+
+    def feed(self, audio: np.ndarray) -> None:
+        self._submit(self._session.feed_model_rate(audio))
+
+    def close(self) -> None:
+        self._submit(self._session.close())
+
+    def drain(self) -> None:
+        while self._in_flight:
+            self._collect_oldest()
+
+    def finished_turns(self) -> list[FileTurn]:
+        """The channel's turns, with their speakers (clustered over the whole channel)."""
+        if not self._voices:
+            return self.turns
+        voices = self._voices
+        labels = label_file([w for _, w in voices])
+        tracks = dict(zip((u for u, _ in voices), labels, strict=True))
+        return [replace(t, speakers=tracks.get(t.utterance)) for t in self.turns]
+
+    def _collect_oldest(self) -> None:
+        work, future = self._in_flight.popleft()
+        hyp = future.result()
+        if hyp is not None and not hyp.is_empty:
+            self.turns.append(FileTurn(work.offset, hyp, work.utterance, channel=self.channel))
+            self._previous_text.append(hyp.text)
+
+    def _submit(self, actions: Iterable[object]) -> None:
+        params, previous_text = self._params, self._previous_text
+        for work in actions:
+            if not isinstance(work, UtteranceAudio) or not work.is_final or not work.audio.size:
+                continue
+            while len(self._in_flight) >= self._limit:
+                self._collect_oldest()
+            job = DecodeJob(
+                session_id=self._request_id,
+                audio=work.audio,
+                kind=JobKind.FILE,
+                language=params.language.fixed,
+                candidates=params.language.candidates,
+                word_timestamps=self._want_words,
+                pro=params.pro,
+                prompt=" ".join(previous_text[-2:]) if params.pro and previous_text else None,
+            )
+            self._in_flight.append((work, self._engine.submit(job)))
+            if self._embedder is not None:
+                windows = self._embedder.embed(
+                    work.audio, work.offset, utterance=work.utterance, final=True
+                )
+                self._voices.append((work.utterance, windows))
