@@ -20,9 +20,15 @@ from pulse_stt.protocol import MODEL_RATE, FileParams, JobKind
 from pulse_stt.speakers.embedder import TurnEmbedder
 from pulse_stt.speakers.encoder import TurnWindows, VoiceEncoder
 from pulse_stt.speakers.tracker import SpeakerTrack, label_file
+from pulse_stt.stream.packing import TurnPacker
 from pulse_stt.stream.session import SessionConfig, StreamSession, UtteranceAudio
 
-_MAX_IN_FLIGHT = 4
+# Turns are queued in groups, which an idle decode worker takes as one batch (the decoder
+# batches well on CPU; bench/engine_profile.py); two groups in flight keep VAD and the
+# speaker encoder busy on the next group while the engine decodes one.
+_GROUP = 8
+_MAX_IN_FLIGHT = 2 * _GROUP
+_PACK = True  # consecutive short turns decoded as one (stream/packing.py)
 
 
 @dataclass(frozen=True)
@@ -67,12 +73,16 @@ def transcribe_audio_chunks(
     )
     want_words = params.text.word_timestamps or params.text.sentence_timestamps
     in_flight: deque[tuple[UtteranceAudio, Future[Hypothesis | None]]] = deque()
+    pending: list[tuple[UtteranceAudio, DecodeJob]] = []  # the next group, not queued yet
     turns: list[FileTurn] = []
     previous_text: list[str] = []
     # pulse-pro conditions each turn on the text before it, so it decodes one at a time.
-    limit = 1 if params.pro else _MAX_IN_FLIGHT
+    limit, group = (1, 1) if params.pro else (_MAX_IN_FLIGHT, _GROUP)
     embedder = TurnEmbedder(speaker_encoder) if speaker_encoder is not None else None
     voices: list[tuple[int, TurnWindows]] = []
+    # Short turns share a window, but not for speakers (each turn's voice is its own) nor
+    # for pulse-pro (one turn at a time, each with the text before it as context).
+    packer = TurnPacker() if _PACK and embedder is None and not params.pro else None
 
     def collect_oldest() -> None:
         work, future = in_flight.popleft()
@@ -81,28 +91,36 @@ def transcribe_audio_chunks(
             turns.append(FileTurn(work.offset, hyp, work.utterance))
             previous_text.append(hyp.text)
 
+    def flush() -> None:
+        futures = engine.submit_many([job for _, job in pending])
+        in_flight.extend(zip([work for work, _ in pending], futures, strict=True))
+        pending.clear()
+
     def submit(actions: Iterable[object]) -> None:
         for work in actions:
-            if not isinstance(work, UtteranceAudio) or not work.is_final or not work.audio.size:
-                continue
-            while len(in_flight) >= limit:
-                collect_oldest()
-            job = DecodeJob(
-                session_id=request_id,
-                audio=work.audio,
-                kind=JobKind.FILE,
-                language=params.language.fixed,
-                candidates=params.language.candidates,
-                word_timestamps=want_words,
-                pro=params.pro,
-                prompt=" ".join(previous_text[-2:]) if params.pro and previous_text else None,
-            )
-            in_flight.append((work, engine.submit(job)))
-            if embedder is not None:
-                windows = embedder.embed(
-                    work.audio, work.offset, utterance=work.utterance, final=True
-                )
-                voices.append((work.utterance, windows))
+            if isinstance(work, UtteranceAudio) and work.is_final and work.audio.size:
+                for each in packer.add(work) if packer is not None else [work]:
+                    decode(each)
+
+    def decode(work: UtteranceAudio) -> None:
+        while in_flight and len(in_flight) + len(pending) >= limit:
+            collect_oldest()  # (pulse-pro: the previous turn's text is its context)
+        job = DecodeJob(
+            session_id=request_id,
+            audio=work.audio,
+            kind=JobKind.FILE,
+            language=params.language.fixed,
+            candidates=params.language.candidates,
+            word_timestamps=want_words,
+            pro=params.pro,
+            prompt=" ".join(previous_text[-2:]) if params.pro and previous_text else None,
+        )
+        pending.append((work, job))
+        if len(pending) >= group:
+            flush()
+        if embedder is not None:
+            windows = embedder.embed(work.audio, work.offset, utterance=work.utterance, final=True)
+            voices.append((work.utterance, windows))
 
     total = 0
     try:
@@ -110,6 +128,9 @@ def transcribe_audio_chunks(
             total += chunk.size
             submit(session.feed_model_rate(chunk))
         submit(session.close())
+        for work in packer.close() if packer is not None else ():
+            decode(work)
+        flush()
         while in_flight:
             collect_oldest()
     finally:
