@@ -83,7 +83,6 @@ _BASE_OPTIONS = TranscriptionOptions(
 )
 _FINAL_OPTIONS = _BASE_OPTIONS
 _PARTIAL_OPTIONS = replace(_BASE_OPTIONS, beam_size=1, temperatures=[0.0])
-_PRO_OPTIONS = replace(_BASE_OPTIONS, patience=2.0, temperatures=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
 
 
 @dataclass(frozen=True)
@@ -112,8 +111,8 @@ class WindowPolicy:
 class StageTimes:
     """Where one kind of job's time went since the model was loaded (a benchmark figure,
     bench/engine_profile.py: read it before and after a run). `encode` includes features
-    and language choice; `full_window` is the whole 30 s pass (fallback or pulse-pro, its
-    encode counted in `encode` too)."""
+    and language choice; `full_window` is the whole 30 s fallback pass (its encode counted
+    in `encode` too)."""
 
     jobs: int = 0
     batches: int = 0  # batched `generate` calls
@@ -126,10 +125,8 @@ class StageTimes:
     tokens: int = 0
 
     def minus(self, before: StageTimes) -> StageTimes:
-        return StageTimes(*(a - b for a, b in zip(self._values(), before._values(), strict=True)))
-
-    def _values(self) -> tuple[float, ...]:
-        return tuple(getattr(self, f) for f in self.__dataclass_fields__)
+        names = self.__dataclass_fields__
+        return replace(self, **{n: getattr(self, n) - getattr(before, n) for n in names})
 
 
 def _token_cap(audio_samples: int) -> int:
@@ -208,7 +205,6 @@ class WhisperTranscriber:
         audio = min(job.audio.size, WINDOW_SAMPLES)
         return (
             job.is_final,
-            job.pro,
             job.batch,
             job.word_timestamps,
             self.windows.window_samples(audio, final=job.is_final),
@@ -228,9 +224,6 @@ class WhisperTranscriber:
         prepared: list[tuple[int, _Prepared]] = []
         for i, job in enumerate(jobs):
             try:
-                if job.pro:  # the whole-file `pulse-pro` pass: always the offline decoding
-                    results[i] = self._full_window(job)
-                    continue
                 ready = self._prepare(job)
             except Exception as exc:
                 log.exception("decode pass failed for session %s", job.session_id)
@@ -374,8 +367,6 @@ class WhisperTranscriber:
     def _full_window(self, job: DecodeJob) -> Hypothesis:
         """A single pass on the 30 s window with temperature fallback (offline decoding)."""
         started = time.perf_counter()
-        if job.pro:
-            self._add(job.kind, jobs=1, audio_s=min(job.audio.size, WINDOW_SAMPLES) / MODEL_RATE)
         item = self._prepare(job, full_window=True)
         if isinstance(item, Hypothesis):
             return item
@@ -453,6 +444,4 @@ class WhisperTranscriber:
 
 
 def _options_for(job: DecodeJob) -> TranscriptionOptions:
-    if job.pro:
-        return _PRO_OPTIONS
     return _FINAL_OPTIONS if job.is_final else _PARTIAL_OPTIONS

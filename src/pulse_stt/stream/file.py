@@ -1,8 +1,10 @@
 """Whole files: a file is a stream that arrives all at once.
 
 The same VAD and endpointer cut the file into turns at pauses (never longer than the
-model window); each turn is one batch pass on the shared engine, with a bounded number
-in flight so that a long file never sits in memory as float32 more than once.
+model window); consecutive short turns are packed into one window (stream/packing.py),
+and each pack is a FILE job on the shared engine, queued a group at a time with a
+bounded number in flight so that a long file never sits in memory as float32 more than
+once. `pulse-pro` decodes the same way (on `PULSE_STT_PRO_MODEL` when one is set).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from pulse_stt.speakers.tracker import SpeakerTrack, label_file
 from pulse_stt.stream.packing import TurnPacker
 from pulse_stt.stream.session import SessionConfig, StreamSession, UtteranceAudio
 
-# Turns are queued in groups, which an idle decode worker takes as one batch (the decoder
-# batches well on CPU; bench/engine_profile.py); two groups in flight keep VAD and the
-# speaker encoder busy on the next group while the engine decodes one.
+# Turns are queued in groups, which an idle decode worker takes as one batch (one decoder
+# call for several); two groups in flight keep VAD and the speaker encoder busy on the
+# next group while the engine decodes one.
 _GROUP = 8
 _MAX_IN_FLIGHT = 2 * _GROUP
 _PACK = True  # consecutive short turns decoded as one (stream/packing.py)
@@ -64,10 +66,9 @@ def transcribe_audio_chunks(
         SessionConfig(
             encoding="linear16",
             sample_rate=MODEL_RATE,
-            # pulse-pro: longer turns (more context per pass), cut only at longer pauses.
-            eou_timeout_ms=1500 if params.pro else 600,
+            eou_timeout_ms=600,
             vad_threshold=vad_threshold,
-            max_utterance_s=28.0 if params.pro else max_utterance_s,
+            max_utterance_s=max_utterance_s,
             partials=False,
         )
     )
@@ -75,21 +76,16 @@ def transcribe_audio_chunks(
     in_flight: deque[tuple[UtteranceAudio, Future[Hypothesis | None]]] = deque()
     pending: list[tuple[UtteranceAudio, DecodeJob]] = []  # the next group, not queued yet
     turns: list[FileTurn] = []
-    previous_text: list[str] = []
-    # pulse-pro conditions each turn on the text before it, so it decodes one at a time.
-    limit, group = (1, 1) if params.pro else (_MAX_IN_FLIGHT, _GROUP)
     embedder = TurnEmbedder(speaker_encoder) if speaker_encoder is not None else None
     voices: list[tuple[int, TurnWindows]] = []
-    # Short turns share a window, but not for speakers (each turn's voice is its own) nor
-    # for pulse-pro (one turn at a time, each with the text before it as context).
-    packer = TurnPacker() if _PACK and embedder is None and not params.pro else None
+    # Short turns share a window, but not for speakers (each turn's voice is its own).
+    packer = TurnPacker() if _PACK and embedder is None else None
 
     def collect_oldest() -> None:
         work, future = in_flight.popleft()
         hyp = future.result()
         if hyp is not None and not hyp.is_empty:
             turns.append(FileTurn(work.offset, hyp, work.utterance))
-            previous_text.append(hyp.text)
 
     def flush() -> None:
         futures = engine.submit_many([job for _, job in pending])
@@ -103,8 +99,8 @@ def transcribe_audio_chunks(
                     decode(each)
 
     def decode(work: UtteranceAudio) -> None:
-        while in_flight and len(in_flight) + len(pending) >= limit:
-            collect_oldest()  # (pulse-pro: the previous turn's text is its context)
+        while in_flight and len(in_flight) + len(pending) >= _MAX_IN_FLIGHT:
+            collect_oldest()
         job = DecodeJob(
             session_id=request_id,
             audio=work.audio,
@@ -112,11 +108,9 @@ def transcribe_audio_chunks(
             language=params.language.fixed,
             candidates=params.language.candidates,
             word_timestamps=want_words,
-            pro=params.pro,
-            prompt=" ".join(previous_text[-2:]) if params.pro and previous_text else None,
         )
         pending.append((work, job))
-        if len(pending) >= group:
+        if len(pending) >= _GROUP:
             flush()
         if embedder is not None:
             windows = embedder.embed(work.audio, work.offset, utterance=work.utterance, final=True)
