@@ -6,6 +6,7 @@ from /proc while it works. Memory should grow far less than the file's float32 s
 (N min x 3.84 MB), since a file is decoded, cut and transcribed a turn at a time.
 
     .venv/bin/python bench/rest_long_file.py --minutes 1 5
+    .venv/bin/python bench/rest_long_file.py --minutes 5.8 --model pulse pulse-pro
 
 `--multichannel`: instead, the cost of `multichannel=true`: a stereo WAV of N minutes (the
 clips in order on channel 0, in reverse order on channel 1) against the same two channels
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
     parser.add_argument("--multichannel", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", nargs="+", default=["pulse"], help="pulse, pulse-pro")
     args = parser.parse_args()
     if args.multichannel:
         multichannel(args.minutes, args.repeats)
@@ -72,10 +74,10 @@ def main() -> None:
         pid = server_pid(server.port)
         print(f"server idle RSS: {rss_mb(pid):.0f} MB")
         print(
-            f"{'minutes':>8} {'file MB':>8} {'float32 MB':>11} {'seconds':>8} {'RTF':>6}"
-            f" {'peak RSS MB':>12} {'WER':>6}"
+            f"{'model':>9} {'minutes':>8} {'file MB':>8} {'float32 MB':>11} {'seconds':>8}"
+            f" {'RTF':>6} {'peak RSS MB':>12} {'WER':>6}"
         )
-        for minutes in args.minutes:
+        for model, minutes in ((m, n) for n in args.minutes for m in args.model):
             rounds = max(1, round(minutes * 60 / (one_round.size / 16000)))
             audio = join(*[one_round] * rounds)
             body = encode_file(audio, "flac", "flac")
@@ -91,7 +93,7 @@ def main() -> None:
             sampler.start()
             t0 = time.monotonic()
             response = httpx.post(
-                f"{server.http}/waves/v1/stt/?model=pulse&language=en",
+                f"{server.http}/waves/v1/stt/?model={model}&language=en",
                 content=body,
                 headers=server.headers(),
                 timeout=3600,
@@ -102,8 +104,9 @@ def main() -> None:
             text = response.json()["transcription"]
             seconds = audio.size / 16000
             print(
-                f"{seconds / 60:>8.1f} {len(body) / 1e6:>8.1f} {audio.size * 4 / 1e6:>11.1f}"
-                f" {elapsed:>8.1f} {elapsed / seconds:>6.3f} {peak[0]:>12.0f}"
+                f"{model:>9} {seconds / 60:>8.1f} {len(body) / 1e6:>8.1f}"
+                f" {audio.size * 4 / 1e6:>11.1f} {elapsed:>8.1f} {elapsed / seconds:>6.3f}"
+                f" {peak[0]:>12.0f}"
                 f" {wer(' '.join([reference_round] * rounds), text):>6.3f}"
             )
 

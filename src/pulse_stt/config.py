@@ -65,9 +65,9 @@ class Settings(BaseSettings):
     )
     pro_model: str | None = Field(
         None,
-        description="Model for REST `model=pulse-pro` (beam search with patience, longer "
-        "windows, context from the previous turn): a larger local CTranslate2 Whisper "
-        "directory if you have one; unset = the same model as `pulse`.",
+        description="Model for REST `model=pulse-pro`, decoded as `pulse` decodes: a larger "
+        "local CTranslate2 Whisper directory if you have one (the only thing that makes "
+        "pulse-pro more accurate); unset = the same model, speed and accuracy as `pulse`.",
     )
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Inference device.")
     compute_type: str = Field(

@@ -48,6 +48,9 @@ class FakeDecoder:
         future.set_result(Hypothesis("".join(w.text for w in words), words, language="en"))
         return future
 
+    def submit_many(self, jobs: list[DecodeJob]) -> list[Future[Hypothesis | None]]:
+        return [self.submit(job) for job in jobs]
+
     def promote(self, future: Future[Hypothesis | None]) -> None:
         pass
 

@@ -433,3 +433,29 @@ def test_speculative_job_is_coalesced_like_a_partial(
     fake.release()
     assert fake.run_all(1) == ["a-partial"]
     assert result(newer) == "a-partial"
+
+
+def test_a_files_queued_turns_batch_together(
+    batching: tuple[DecodeScheduler, FakeBatchDecoder],
+) -> None:
+    sched, fake = batching
+    sched.submit(job("x", "blocker", final=True))
+    assert fake.next_started() == "blocker"
+    futures = sched.submit_many([job("file", f"f{i}", final=True, batch=True) for i in range(4)])
+    fake.release()
+    # max_batch 3: one file's turns decode together, in order, up to the batch limit
+    assert fake.run_all(2) == ["f0+f1+f2", "f3"]
+    assert [result(f) for f in futures] == ["f0", "f1", "f2", "f3"]
+
+
+def test_a_files_batch_still_takes_turns_with_live_partials(
+    batching: tuple[DecodeScheduler, FakeBatchDecoder],
+) -> None:
+    sched, fake = batching
+    sched.submit(job("x", "blocker", final=True))
+    assert fake.next_started() == "blocker"
+    sched.submit_many([job("file", f"f{i}", final=True, batch=True) for i in range(2)])
+    sched.submit(job("a", "a-partial"))
+    fake.release()
+    # the file's turns batch (same key); the partial has another key and goes next
+    assert fake.run_all(2) == ["f0+f1", "a-partial"]

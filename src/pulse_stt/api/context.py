@@ -38,7 +38,7 @@ class ServerContext:
     engine: Engine
     store: Store
     itn: NemoInverseNormalizer
-    pro_engine: Engine | None = None  # None: pulse-pro runs on `engine` with pro options
+    pro_engine: Engine | None = None  # None: pulse-pro runs on `engine`, exactly as pulse
     speaker_encoder: VoiceEncoder | None = None  # None: diarize=true is refused (see below)
     speaker_problem: str = ""  # why there is no speaker encoder
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # this server's registry

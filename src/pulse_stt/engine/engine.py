@@ -59,6 +59,10 @@ class Engine:
     def submit(self, job: DecodeJob) -> Future[Hypothesis | None]:
         return self.scheduler.submit(job)
 
+    def submit_many(self, jobs: list[DecodeJob]) -> list[Future[Hypothesis | None]]:
+        """Whole-file passes queued at once, to be decoded as one batch."""
+        return self.scheduler.submit_many(jobs)
+
     def promote(self, future: Future[Hypothesis | None]) -> None:
         self.scheduler.promote(future)
 

@@ -6,7 +6,7 @@ words (`repeats_itself`) and a token cap hit on a short window. The transcriber 
 the verdict the same way on every path: silence, loops and empty output are dropped; a
 final whose short-window pass is looped or unsure is redone on the full 30 s window.
 
-That redo (and every `pulse-pro` pass) decodes exactly as offline faster-whisper does, so
+That redo decodes exactly as offline faster-whisper does, so
 it is judged as offline Whisper judges: our two loop heuristics are left out there
 (`full_window=True`). They exist to catch a short window's decoding loops cheaply; on the
 full window a phrase said twice ("I don't know, I don't know") is speech, and Whisper's

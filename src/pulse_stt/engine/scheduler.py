@@ -3,8 +3,9 @@
 Policy: live finals first, in arrival order (a voice agent waits on every final). Then
 background work, round-robin between sessions: a live session's partial (only its newest
 one: a queued partial is replaced by the next, so a backed-up queue sheds stale work
-instead of growing) or a whole-file request's next batch pass (REST: one pass per turn,
-so a long file cannot starve live sessions).
+instead of growing) or a whole-file request's next turns (REST: its queued turns of one
+batch key decode together as one pass, then the other sessions get their turn, so a long
+file cannot starve live sessions).
 
 Batching: with a `decode_batch` function and a `batch_key`, the worker takes the job the
 policy picks and, with it, up to `max_batch - 1` more queued jobs of the same key (more
@@ -134,6 +135,12 @@ class DecodeScheduler:
             self._cond.notify()
         return future
 
+    def submit_many(self, jobs: list[DecodeJob]) -> list[Future[Hypothesis | None]]:
+        """Queue whole-file passes at once, so that an idle worker sees them all and
+        decodes them as one batch instead of taking the first alone."""
+        with self._cond:  # reentrant: `submit` takes it again
+            return [self.submit(job) for job in jobs]
+
     def promote(self, future: Future[Hypothesis | None]) -> None:
         """Move a queued background job (a speculative final now owed) to the finals queue."""
         with self._cond:
@@ -234,7 +241,7 @@ class DecodeScheduler:
         return batch
 
     def _take_background(self) -> list[_Item]:
-        limit = self._batch_limit(len(self._background))
+        limit = self._batch_limit(sum(len(q) for q in self._background.values()))
         batch: list[_Item] = []
         joins: Callable[[DecodeJob], bool] | None = None
         for session_id in list(self._background):
@@ -244,6 +251,9 @@ class DecodeScheduler:
             batch.append(queue.popleft())
             if joins is None:
                 joins = self._same_key(batch[0][0])
+            # A whole file's queued turns decode together (a batch is its cheapest pass).
+            while queue and len(batch) < limit and queue[0][0].batch and joins(queue[0][0]):
+                batch.append(queue.popleft())
             del self._background[session_id]
             if queue:  # more batch work: back of the line, behind the other sessions
                 self._background[session_id] = queue

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from pulse_stt.engine.guard import (
     judge,
 )
 from pulse_stt.engine.types import DecodeJob, Hypothesis, Word
-from pulse_stt.protocol import MODEL_RATE
+from pulse_stt.protocol import MODEL_RATE, JobKind
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,6 @@ _BASE_OPTIONS = TranscriptionOptions(
 )
 _FINAL_OPTIONS = _BASE_OPTIONS
 _PARTIAL_OPTIONS = replace(_BASE_OPTIONS, beam_size=1, temperatures=[0.0])
-_PRO_OPTIONS = replace(_BASE_OPTIONS, patience=2.0, temperatures=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,28 @@ class WindowPolicy:
         needed = audio_samples / MODEL_RATE + self.padding_s
         seconds = max(minimum, math.ceil(needed / self.step_s) * self.step_s)
         return min(WINDOW_SAMPLES, int(seconds * MODEL_RATE))
+
+
+@dataclass
+class StageTimes:
+    """Where one kind of job's time went since the model was loaded (a benchmark figure,
+    bench/engine_profile.py: read it before and after a run). `encode` includes features
+    and language choice; `full_window` is the whole 30 s fallback pass (its encode counted
+    in `encode` too)."""
+
+    jobs: int = 0
+    batches: int = 0  # batched `generate` calls
+    audio_s: float = 0.0
+    window_s: float = 0.0  # encoder input, padding included
+    encode: float = 0.0
+    decode: float = 0.0
+    align: float = 0.0
+    full_window: float = 0.0
+    tokens: int = 0
+
+    def minus(self, before: StageTimes) -> StageTimes:
+        names = self.__dataclass_fields__
+        return replace(self, **{n: getattr(self, n) - getattr(before, n) for n in names})
 
 
 def _token_cap(audio_samples: int) -> int:
@@ -156,6 +178,7 @@ class WhisperTranscriber:
         self.windows = windows or WindowPolicy()
         self._fallbacks = 0
         self._fallbacks_lock = threading.Lock()
+        self._times: dict[JobKind, StageTimes] = {}
 
     # -- public ------------------------------------------------------------------------
 
@@ -166,12 +189,22 @@ class WhisperTranscriber:
         with self._fallbacks_lock:
             return self._fallbacks
 
+    def stage_times(self) -> dict[JobKind, StageTimes]:
+        """A copy of the running stage times, by job kind."""
+        with self._fallbacks_lock:
+            return {kind: replace(times) for kind, times in self._times.items()}
+
+    def _add(self, kind: JobKind, **amounts: float) -> None:
+        with self._fallbacks_lock:
+            times = self._times.setdefault(kind, StageTimes())
+            for name, amount in amounts.items():
+                setattr(times, name, getattr(times, name) + amount)
+
     def batch_key(self, job: DecodeJob) -> tuple[object, ...]:
         """Jobs with equal keys can share one batched decode."""
         audio = min(job.audio.size, WINDOW_SAMPLES)
         return (
             job.is_final,
-            job.pro,
             job.batch,
             job.word_timestamps,
             self.windows.window_samples(audio, final=job.is_final),
@@ -191,9 +224,6 @@ class WhisperTranscriber:
         prepared: list[tuple[int, _Prepared]] = []
         for i, job in enumerate(jobs):
             try:
-                if job.pro:  # the whole-file `pulse-pro` pass: always the offline decoding
-                    results[i] = self._full_window(job)
-                    continue
                 ready = self._prepare(job)
             except Exception as exc:
                 log.exception("decode pass failed for session %s", job.session_id)
@@ -220,6 +250,7 @@ class WhisperTranscriber:
         audio = np.ascontiguousarray(job.audio[:WINDOW_SAMPLES], dtype=np.float32)
         if audio.size < _MIN_DECODE_SAMPLES:
             return Hypothesis("", language=job.language)
+        started = time.perf_counter()
         model = self.model
         extractor = model.feature_extractor
         window = (
@@ -240,6 +271,12 @@ class WhisperTranscriber:
         )
         previous = tokenizer.encode(" " + job.prompt.strip()) if job.prompt else []
         cap = None if window == WINDOW_SAMPLES and job.is_final else _token_cap(audio.size)
+        self._add(
+            job.kind,
+            encode=time.perf_counter() - started,
+            **({} if full_window else {"jobs": 1, "audio_s": audio.size / MODEL_RATE}),
+            window_s=window / MODEL_RATE,
+        )
         return _Prepared(job, audio, encoder_output, language, candidates, tokenizer, previous, cap)
 
     def _prompt(self, item: _Prepared, previous_tokens: int) -> list[int]:
@@ -281,7 +318,8 @@ class WhisperTranscriber:
         prompts = [self._prompt(i, common) for i in items]
         caps = [len(p) + (i.cap or model.max_length) for p, i in zip(prompts, items, strict=True)]
         stacked = np.ascontiguousarray(np.concatenate([i.encoder_output for i in items]))
-        return model.model.generate(
+        started = time.perf_counter()
+        results = model.model.generate(
             ctranslate2.StorageView.from_array(stacked),
             prompts,
             beam_size=options.beam_size,
@@ -296,6 +334,9 @@ class WhisperTranscriber:
             suppress_tokens=options.suppress_tokens,
             max_initial_timestamp_index=round(options.max_initial_timestamp / model.time_precision),
         )
+        tokens = sum(len(r.sequences_ids[0]) for r in results)
+        self._add(items[0].job.kind, decode=time.perf_counter() - started, batches=1, tokens=tokens)
+        return results
 
     def _accept(
         self,
@@ -325,6 +366,7 @@ class WhisperTranscriber:
 
     def _full_window(self, job: DecodeJob) -> Hypothesis:
         """A single pass on the 30 s window with temperature fallback (offline decoding)."""
+        started = time.perf_counter()
         item = self._prepare(job, full_window=True)
         if isinstance(item, Hypothesis):
             return item
@@ -335,6 +377,7 @@ class WhisperTranscriber:
             encoder_output, self._prompt(item, len(item.previous)), item.tokenizer, options
         )
         tokens = [t for t in result.sequences_ids[0] if t < item.tokenizer.eot]
+        self._add(job.kind, full_window=time.perf_counter() - started, tokens=len(tokens))
         text = item.tokenizer.decode(tokens).strip()
         verdict = judge(
             text,
@@ -352,7 +395,9 @@ class WhisperTranscriber:
         word timings when the job asked for them)."""
         if verdict.dropped:
             return Hypothesis("", language=item.language, language_candidates=item.candidates)
+        started = time.perf_counter()
         words = self._align(item, tokens) if item.job.word_timestamps else ()
+        self._add(item.job.kind, align=time.perf_counter() - started)
         return Hypothesis(text, words, item.language, item.candidates)
 
     def _align(self, item: _Prepared, tokens: list[int]) -> tuple[Word, ...]:
@@ -399,6 +444,4 @@ class WhisperTranscriber:
 
 
 def _options_for(job: DecodeJob) -> TranscriptionOptions:
-    if job.pro:
-        return _PRO_OPTIONS
     return _FINAL_OPTIONS if job.is_final else _PARTIAL_OPTIONS

@@ -40,7 +40,6 @@ class DecodeJob:
     candidates: tuple[str, ...] = ()
     word_timestamps: bool = False
     hotwords: str | None = None
-    pro: bool = False  # the whole-file `pulse-pro` configuration
     prompt: str | None = None  # text that preceded this audio (context for the decoder)
 
     @property

@@ -1,8 +1,11 @@
 """Whole files: a file is a stream that arrives all at once.
 
 The same VAD and endpointer cut the file into turns at pauses (never longer than the
-model window); each turn is one batch pass on the shared engine, with a bounded number
-in flight so that a long file never sits in memory as float32 more than once.
+model window); consecutive short turns are packed into one window (stream/packing.py),
+and each pack is a FILE job on the shared engine, queued a group at a time with a
+bounded number in flight so that a long file never sits in memory as float32 more than
+once. `pulse-pro` decodes the same way (on `PULSE_STT_PRO_MODEL` when one is set).
+With `multichannel=true` each channel is such a file of its own (`_ChannelFile`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,15 @@ from pulse_stt.protocol import MODEL_RATE, FileParams, JobKind
 from pulse_stt.speakers.embedder import TurnEmbedder
 from pulse_stt.speakers.encoder import TurnWindows, VoiceEncoder
 from pulse_stt.speakers.tracker import SpeakerTrack, label_file
+from pulse_stt.stream.packing import TurnPacker
 from pulse_stt.stream.session import SessionConfig, StreamSession, UtteranceAudio
 
-_MAX_IN_FLIGHT = 4
+# Turns are queued in groups, which an idle decode worker takes as one batch (one decoder
+# call for several); two groups in flight keep VAD and the speaker encoder busy on the
+# next group while the engine decodes one.
+_GROUP = 8
+_MAX_IN_FLIGHT = 2 * _GROUP
+_PACK = True  # consecutive short turns decoded as one (stream/packing.py)
 
 
 @dataclass(frozen=True)
@@ -53,8 +62,8 @@ def transcribe_audio_chunks(
 ) -> FileTranscription:
     """Blocking: run in a worker thread. `chunks` are 16 kHz float32: 1-D (mono), or of
     shape (channels, samples), each channel then transcribed on its own, as a file of its
-    own: its own turns (VAD), its own pulse-pro context and, with `speaker_encoder`, its own
-    speakers. The channels are fed in step, so memory stays bounded by the chunk size.
+    own: its own turns (VAD) and, with `speaker_encoder`, its own speakers. The channels
+    are fed in step, so memory stays bounded by the chunk size.
 
     With `speaker_encoder`, each turn's voice is embedded here while the engine decodes
     earlier turns, and the whole file (each channel) is clustered into speakers at the end.
@@ -118,27 +127,29 @@ class _ChannelFile:
             SessionConfig(
                 encoding="linear16",
                 sample_rate=MODEL_RATE,
-                # pulse-pro: longer turns (more context per pass), cut only at longer pauses.
-                eou_timeout_ms=1500 if params.pro else 600,
+                eou_timeout_ms=600,
                 vad_threshold=vad_threshold,
-                max_utterance_s=28.0 if params.pro else max_utterance_s,
+                max_utterance_s=max_utterance_s,
                 partials=False,
             )
         )
         self._want_words = params.text.word_timestamps or params.text.sentence_timestamps
         self._in_flight: deque[tuple[UtteranceAudio, Future[Hypothesis | None]]] = deque()
+        self._pending: list[tuple[UtteranceAudio, DecodeJob]] = []  # the next group
         self.turns: list[FileTurn] = []
-        self._previous_text: list[str] = []
-        # pulse-pro conditions each turn on the text before it, so it decodes one at a time.
-        self._limit = 1 if params.pro else _MAX_IN_FLIGHT
         self._embedder = TurnEmbedder(speaker_encoder) if speaker_encoder is not None else None
         self._voices: list[tuple[int, TurnWindows]] = []
+        # Short turns share a window, but not for speakers (each turn's voice is its own).
+        self._packer = TurnPacker() if _PACK and self._embedder is None else None
 
     def feed(self, audio: np.ndarray) -> None:
         self._submit(self._session.feed_model_rate(audio))
 
     def close(self) -> None:
         self._submit(self._session.close())
+        for work in self._packer.close() if self._packer is not None else ():
+            self._decode(work)
+        self._flush()
 
     def drain(self) -> None:
         while self._in_flight:
@@ -158,28 +169,37 @@ class _ChannelFile:
         hyp = future.result()
         if hyp is not None and not hyp.is_empty:
             self.turns.append(FileTurn(work.offset, hyp, work.utterance, channel=self.channel))
-            self._previous_text.append(hyp.text)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        futures = self._engine.submit_many([job for _, job in self._pending])
+        self._in_flight.extend(zip([work for work, _ in self._pending], futures, strict=True))
+        self._pending.clear()
 
     def _submit(self, actions: Iterable[object]) -> None:
-        params, previous_text = self._params, self._previous_text
         for work in actions:
-            if not isinstance(work, UtteranceAudio) or not work.is_final or not work.audio.size:
-                continue
-            while len(self._in_flight) >= self._limit:
-                self._collect_oldest()
-            job = DecodeJob(
-                session_id=self._request_id,
-                audio=work.audio,
-                kind=JobKind.FILE,
-                language=params.language.fixed,
-                candidates=params.language.candidates,
-                word_timestamps=self._want_words,
-                pro=params.pro,
-                prompt=" ".join(previous_text[-2:]) if params.pro and previous_text else None,
+            if isinstance(work, UtteranceAudio) and work.is_final and work.audio.size:
+                for each in self._packer.add(work) if self._packer is not None else [work]:
+                    self._decode(each)
+
+    def _decode(self, work: UtteranceAudio) -> None:
+        while self._in_flight and len(self._in_flight) + len(self._pending) >= _MAX_IN_FLIGHT:
+            self._collect_oldest()
+        params = self._params
+        job = DecodeJob(
+            session_id=self._request_id,
+            audio=work.audio,
+            kind=JobKind.FILE,
+            language=params.language.fixed,
+            candidates=params.language.candidates,
+            word_timestamps=self._want_words,
+        )
+        self._pending.append((work, job))
+        if len(self._pending) >= _GROUP:
+            self._flush()
+        if self._embedder is not None:
+            windows = self._embedder.embed(
+                work.audio, work.offset, utterance=work.utterance, final=True
             )
-            self._in_flight.append((work, self._engine.submit(job)))
-            if self._embedder is not None:
-                windows = self._embedder.embed(
-                    work.audio, work.offset, utterance=work.utterance, final=True
-                )
-                self._voices.append((work.utterance, windows))
+            self._voices.append((work.utterance, windows))
