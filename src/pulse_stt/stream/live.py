@@ -20,17 +20,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.engine.scheduler import SchedulerClosedError
 from pulse_stt.engine.types import DecodeJob, Hypothesis
 from pulse_stt.protocol import MODEL_RATE, ErrorKind, FinalReason, JobKind, StreamParams
 from pulse_stt.speakers.embedder import TurnEmbedder
-from pulse_stt.speakers.encoder import TurnWindows, VoiceEncoder
+from pulse_stt.speakers.encoder import TurnWindows
 from pulse_stt.speakers.tracker import SpeakerTrack, SpeakerTracker
 from pulse_stt.stream.events import (
     ErrorEvent,
@@ -40,6 +40,8 @@ from pulse_stt.stream.events import (
     VadEvent,
     WarningEvent,
 )
+from pulse_stt.stream.live_services import Decoder as Decoder
+from pulse_stt.stream.live_services import LiveConfig, LiveObserver, LiveServices
 from pulse_stt.stream.outbox import Outbox, OutboxClosedError
 from pulse_stt.stream.session import (
     AudioProblem,
@@ -51,7 +53,6 @@ from pulse_stt.stream.session import (
 )
 from pulse_stt.stream.stabilizer import PartialRequest, PartialStabilizer
 from pulse_stt.stream.word_limit import Piece, WordLimit
-from pulse_stt.text.itn import NemoInverseNormalizer
 from pulse_stt.text.keywords import hotwords_prompt
 from pulse_stt.text.pipeline import TranscriptShaper
 
@@ -59,48 +60,6 @@ from pulse_stt.text.pipeline import TranscriptShaper
 # for an event ready to send (a VAD event or an error: a few hundred bytes of JSON).
 _PENDING_OVERHEAD = 1024
 _EVENT_OVERHEAD = 256
-
-
-# -- what a stream needs ----------------------------------------------------------------
-
-
-class Decoder(Protocol):
-    """The shared engine, as a stream uses it (engine/engine.py)."""
-
-    def submit(self, job: DecodeJob) -> Future[Hypothesis | None]: ...
-
-    def promote(self, future: Future[Hypothesis | None]) -> None: ...
-
-    def cancel_session(self, session_id: str) -> None: ...
-
-
-class LiveObserver(Protocol):
-    """Where a stream reports audio arrival and speech onsets (ops/metrics.StreamMetrics)."""
-
-    def audio_received(self, end_s: float, arrived_at: float) -> None: ...
-
-    def speech_started(self, turn: int, position_s: float) -> None: ...
-
-
-@dataclass(frozen=True)
-class LiveConfig:
-    """The server's settings a stream follows."""
-
-    vad_threshold: float = 0.5
-    partial_interval_ms: int = 500
-    max_utterance_s: float = 25.0
-    max_backlog_bytes: int = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class LiveServices:
-    """Shared by every stream of a server."""
-
-    decoder: Decoder
-    dsp_pool: Executor  # session DSP (decode, resample, VAD) and heavy shaping
-    speaker_pool: Executor | None = None  # speaker embeddings, beside the decode
-    itn: NemoInverseNormalizer | None = None
-    speaker_encoder: VoiceEncoder | None = None
 
 
 # -- the stream ---------------------------------------------------------------------------
