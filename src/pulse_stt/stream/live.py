@@ -21,7 +21,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -76,6 +76,8 @@ class _Pending:
     result: asyncio.Future[Hypothesis | None] | None  # None: nothing to decode
     voices: asyncio.Future[TurnWindows] | None = None  # speaker embeddings (diarize=true)
     start_s: float = 0.0  # where in the turn's audio a (stable) partial pass started
+    # Set when a final-quality pass of the turn follows: not worth waiting for then.
+    superseded: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class _Closed:
@@ -138,6 +140,7 @@ class LiveStream:
         self._next_turn = 0  # the turn a speech onset belongs to (see `_dispatch`)
         # The open turn's speculative final pass: (turn, its engine future).
         self._speculation: tuple[int, Future[Hypothesis | None]] | None = None
+        self._shown_passes: list[_Pending] = []  # partial/speculative passes not yet decoded
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- input ----------------------------------------------------------------------------
@@ -256,14 +259,49 @@ class LiveStream:
                 if plain_partial
                 else PartialRequest(0.0, None)
             )
+            pending = _Pending(
+                action, self._decode(action, request), self._embed(action), request.start_s
+            )
+            self._supersede(pending)
             self._outbox.put(
-                _Pending(
-                    action, self._decode(action, request), self._embed(action), request.start_s
-                ),
+                pending,
                 action.audio.nbytes + _PENDING_OVERHEAD,
                 # a newer partial of the turn replaces this one while it waits to be sent
                 partial_of=action.utterance if plain_partial else None,
             )
+
+    def _supersede(self, pending: _Pending) -> None:
+        """A speculative or final pass decodes everything the turn's earlier partial passes
+        do, with final quality: those still decoding are not waited for (a pass cannot be
+        stopped, but the final owed behind it in send order must not wait on it)."""
+        if pending.work.kind is JobKind.PARTIAL:
+            self._shown_passes = [
+                p for p in self._shown_passes if p.result is not None and not p.result.done()
+            ]
+        else:
+            for earlier in self._shown_passes:
+                if earlier.work.utterance == pending.work.utterance:
+                    earlier.superseded.set()
+            self._shown_passes = []
+        if not pending.work.is_final:
+            self._shown_passes.append(pending)
+
+    async def _result(self, item: _Pending) -> Hypothesis | None:
+        """The item's pass; None for a partial superseded before its pass was done."""
+        if item.result is None:
+            return Hypothesis("")
+        if item.work.is_final:
+            return await item.result
+        superseded = asyncio.ensure_future(item.superseded.wait())
+        either: set[asyncio.Future[Any]] = {item.result, superseded}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            superseded.cancel()
+        if not item.result.done():
+            item.result.add_done_callback(_retrieve)  # its failure, if any, is nobody's now
+            return None
+        return item.result.result()
 
     def _decode(
         self, work: UtteranceAudio, request: PartialRequest
@@ -352,7 +390,7 @@ class LiveStream:
         work = item.work
         events: list[LiveEvent] = []
         try:
-            hyp = await item.result if item.result is not None else Hypothesis("")
+            hyp = await self._result(item)
         except Exception as exc:
             self._log.warning("decode failed: %s", exc)
             if not work.is_final:
@@ -365,7 +403,7 @@ class LiveStream:
                 )
             )
             hyp = Hypothesis("")
-        if hyp is None:  # a newer partial replaced this one
+        if hyp is None:  # a newer pass replaced this one
             return events
         if hyp.language:
             self._languages.setdefault(work.utterance, hyp.language)
@@ -445,3 +483,8 @@ class LiveStream:
             return
         actions = await self._call(self.session.force_final, FinalReason.MAX_WORDS, utterance, at_s)
         self._dispatch(actions)
+
+
+def _retrieve(future: asyncio.Future[Hypothesis | None]) -> None:
+    if not future.cancelled():
+        future.exception()
