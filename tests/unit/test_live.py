@@ -309,3 +309,33 @@ def test_the_turns_final_does_not_wait_for_a_partial_still_decoding(
     assert eou.reason is FinalReason.EOU and eou.transcript.text
     # Nothing of that turn after its final: the superseded partials are never shown.
     assert all(m.is_final for m in messages[messages.index(eou) :])
+
+
+class ProvisionalGuesses(FakeDecoder):
+    """Every speculative pass comes back provisional (its short window looked bad)."""
+
+    def submit(self, job: DecodeJob) -> Future[Hypothesis | None]:
+        future = super().submit(job)
+        if job.speculative:
+            hyp = future.result()
+            assert hyp is not None
+            redo: Future[Hypothesis | None] = Future()
+            redo.set_result(replace(hyp, provisional=True))
+            return redo
+        return future
+
+
+def test_a_provisional_speculation_is_redone_on_the_full_window_once_the_turn_ends(
+    speech: bytes, pool: ThreadPoolExecutor
+) -> None:
+    async def script(live: LiveStream) -> None:
+        await feed_frames(live, speech)
+        await live.close(0.0)
+
+    events, decoder = run(stream_params(), script, pool, ProvisionalGuesses())
+    assert any(j.speculative for j in decoder.jobs)
+    eou = next(m for m in transcripts(events) if m.is_final)
+    assert eou.reason is FinalReason.EOU and eou.transcript.text
+    # the turn's final was decoded again, straight on the full window
+    [redo] = [j for j in final_jobs(decoder) if j.audio.size]
+    assert redo.full_window

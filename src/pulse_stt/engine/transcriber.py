@@ -191,7 +191,7 @@ class WhisperTranscriber:
         prepared: list[tuple[int, _Prepared]] = []
         for i, job in enumerate(jobs):
             try:
-                if job.pro:  # the whole-file `pulse-pro` pass: always the offline decoding
+                if job.pro or job.full_window:  # pulse-pro, or a redo known to be owed
                     results[i] = self._full_window(job)
                     continue
                 ready = self._prepare(job)
@@ -316,6 +316,8 @@ class WhisperTranscriber:
             no_speech_prob=result.no_speech_prob,
             token_cap=item.cap,
         )
+        if item.job.speculative and verdict.redo_on_full_window:  # the turn may go on
+            return replace(self._hypothesis(item, text, tokens, verdict), provisional=True)
         if item.job.is_final and verdict.redo_on_full_window:
             # Guarded fallback: redo this final exactly as offline faster-whisper would.
             with self._fallbacks_lock:

@@ -271,9 +271,8 @@ class LiveStream:
             )
 
     def _supersede(self, pending: _Pending) -> None:
-        """A speculative or final pass decodes everything the turn's earlier partial passes
-        do, with final quality: those still decoding are not waited for (a pass cannot be
-        stopped, but the final owed behind it in send order must not wait on it)."""
+        """A speculative or final pass decodes all the turn's earlier partials do: those
+        still decoding are not waited for (in send order the final would wait on them)."""
         if pending.work.kind is JobKind.PARTIAL:
             self._shown_passes = [
                 p for p in self._shown_passes if p.result is not None and not p.result.done()
@@ -323,16 +322,22 @@ class LiveStream:
     ) -> Hypothesis | None:
         """The final of a turn that ended without speech since its speculative pass."""
         self._services.decoder.promote(speculation)  # owed now: ahead of partials
+        full_window = False
         with contextlib.suppress(Exception):
             hyp = await asyncio.wrap_future(speculation)
-            if hyp is not None:
+            if hyp is not None and not hyp.provisional:
                 return hyp
+            full_window = hyp is not None  # its short window was bad: the full one now
         # The speculation was dropped or failed: decode the final now.
-        submitted = self._submit(work)
+        submitted = self._submit(work, full_window=full_window)
         return await asyncio.wrap_future(submitted) if submitted is not None else Hypothesis("")
 
     def _submit(
-        self, work: UtteranceAudio, request: PartialRequest | None = None
+        self,
+        work: UtteranceAudio,
+        request: PartialRequest | None = None,
+        *,
+        full_window: bool = False,
     ) -> Future[Hypothesis | None] | None:
         audio = work.audio
         if request is not None and request.start_s:
@@ -353,6 +358,7 @@ class LiveStream:
             # splits finals (and cuts turns) at word times.
             word_timestamps=self._want_words or not final_pass or bool(self._words.limit),
             hotwords=self._hotwords,
+            full_window=full_window,
         )
         try:
             return self._services.decoder.submit(job)
