@@ -112,9 +112,12 @@ def speech_end_s(audio: np.ndarray) -> float:
     return (int(loud[-1]) + 1) * 0.01 if loud.size else audio.size / 16000
 
 
-async def stream_turn_end(url: str, key: str, clips, *, extra: str = "") -> list[float]:
+async def stream_turn_end(
+    url: str, key: str, clips, *, extra: str = ""
+) -> tuple[list[float], list[str]]:
     """Turn end with endpointing: per clip, the final's arrival minus when the frame holding
-    the clip's speech end was sent (real-time pace, 100 ms frames, 1.5 s pause after each)."""
+    the clip's speech end was sent (real-time pace, 100 ms frames, 1.5 s pause after each);
+    and the finals' texts."""
     query = "model=pulse&language=en&sample_rate=16000&encoding=linear16" + TURN_END_QUERY
     ends: list[float] = []
     async with websockets.connect(
@@ -122,8 +125,8 @@ async def stream_turn_end(url: str, key: str, clips, *, extra: str = "") -> list
         additional_headers={"Authorization": f"Bearer {key}"},
     ) as ws:
 
-        async def receive() -> list[float]:
-            arrivals: list[float] = []
+        async def receive() -> list[tuple[float, str]]:
+            arrivals: list[tuple[float, str]] = []
             async for raw in ws:
                 message = json.loads(raw)
                 if message.get("type") != "transcription" or message["is_last"]:
@@ -131,7 +134,7 @@ async def stream_turn_end(url: str, key: str, clips, *, extra: str = "") -> list
                         break
                     continue
                 if message["is_final"] and message["transcript"]:
-                    arrivals.append(time.monotonic())
+                    arrivals.append((time.monotonic(), message["transcript"]))
             return arrivals
 
         receiver = asyncio.create_task(receive())
@@ -155,8 +158,8 @@ async def stream_turn_end(url: str, key: str, clips, *, extra: str = "") -> list
     # One final per clip (each clip is one turn); a missing or split one is not scored.
     if len(arrivals) != len(ends):
         print(f"turn end: {len(arrivals)} finals for {len(ends)} turns; run not scored")
-        return []
-    return [a - e for a, e in zip(arrivals, ends, strict=True)]
+        return [], [text for _, text in arrivals]
+    return [a - e for (a, _), e in zip(arrivals, ends, strict=True)], [t for _, t in arrivals]
 
 
 def offline_baseline(clips) -> tuple[float, str]:
@@ -190,6 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     clips = librivox_clips()
     reference = " ".join(c.text for c in clips)
+    turn_end_reference = " ".join(c.text for c in clips + card_clips())
     audio_seconds = sum(c.audio.size for c in clips) / 16000
 
     if args.url:
@@ -202,6 +206,7 @@ def main() -> None:
     try:
         eou, fin = {"first_partial": [], "final": []}, {"final": []}
         turn_end: list[float] = []
+        turn_end_wers: list[float] = []
         wers = []
         for _ in range(args.runs):
             got = asyncio.run(
@@ -216,9 +221,11 @@ def main() -> None:
                 stream_turns(url, args.key, clips, use_finalize=True, extra=args.query)
             )
             fin["final"] += got["final"]
-            turn_end += asyncio.run(
+            waits, texts = asyncio.run(
                 stream_turn_end(url, args.key, clips + card_clips(), extra=args.query)
             )
+            turn_end += waits
+            turn_end_wers.append(wer(turn_end_reference, " ".join(texts)))
     finally:
         if server is not None:
             server.__exit__(None, None, None)
@@ -239,6 +246,7 @@ def main() -> None:
         p95 = clean[min(len(clean) - 1, int(0.95 * len(clean)))] if clean else float("nan")
         print(f"{name:<44}{median(values):>8.3f}{p95:>8.3f}")
     print(f"streaming WER of finals (median of runs)     {statistics.median(wers):.3f}")
+    print(f"WER of the turn-end pass's finals (median)   {statistics.median(turn_end_wers):.3f}")
     print(f"offline faster-whisper WER (beam 5)          {wer(reference, offline_text):.3f}")
     print(f"offline faster-whisper real-time factor      {offline_s / audio_seconds:.3f}")
 
