@@ -76,7 +76,7 @@ class _Pending:
     result: asyncio.Future[Hypothesis | None] | None  # None: nothing to decode
     voices: asyncio.Future[TurnWindows] | None = None  # speaker embeddings (diarize=true)
     start_s: float = 0.0  # where in the turn's audio a (stable) partial pass started
-    # Set when a final-quality pass of the turn follows: not worth waiting for then.
+    # Set when the turn's final follows: a partial not worth waiting for then.
     superseded: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -271,18 +271,18 @@ class LiveStream:
             )
 
     def _supersede(self, pending: _Pending) -> None:
-        """A speculative or final pass decodes all the turn's earlier partials do: those
-        still decoding are not waited for (in send order the final would wait on them)."""
-        if pending.work.kind is JobKind.PARTIAL:
-            self._shown_passes = [
-                p for p in self._shown_passes if p.result is not None and not p.result.done()
-            ]
-        else:
+        """The turn's final decodes all its partial and speculative passes do: those still
+        decoding are not waited for (in send order the final would wait on them). A
+        partial's words still show as soon as its own pass is done (word lag)."""
+        if pending.work.is_final:
             for earlier in self._shown_passes:
                 if earlier.work.utterance == pending.work.utterance:
                     earlier.superseded.set()
             self._shown_passes = []
-        if not pending.work.is_final:
+        else:
+            self._shown_passes = [
+                p for p in self._shown_passes if p.result is not None and not p.result.done()
+            ]
             self._shown_passes.append(pending)
 
     async def _result(self, item: _Pending) -> Hypothesis | None:
