@@ -254,3 +254,91 @@ def test_stream_params_word_limit() -> None:
     assert stream_params(max_words="4").word_limit == 4
     assert stream_params(max_words="4", finalize_on_words="false").word_limit is None
     assert replace(stream_params(), max_words=None).word_limit is None
+
+
+class HeldPartials(FakeDecoder):
+    """Final-quality passes answer at once; plain partials stay undecided until `release`
+    (a partial pass still occupying the worker when the turn ends)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[tuple[DecodeJob, Future[Hypothesis | None]]] = []
+
+    def submit(self, job: DecodeJob) -> Future[Hypothesis | None]:
+        if job.kind.final_quality:
+            return super().submit(job)
+        with self.lock:
+            self.jobs.append(job)
+        future: Future[Hypothesis | None] = Future()
+        self.held.append((job, future))
+        return future
+
+    def release(self) -> None:
+        for job, future in self.held:
+            words = words_for(job.audio.size)
+            future.set_result(Hypothesis("".join(w.text for w in words), words, language="en"))
+
+
+def test_the_turns_final_does_not_wait_for_a_partial_still_decoding(
+    speech: bytes, pool: ThreadPoolExecutor
+) -> None:
+    decoder = HeldPartials()
+
+    async def main() -> list[LiveEvent]:
+        params = stream_params(endpointing="true", endpointing_timeout="300")
+        live = LiveStream("s-1", params, LiveServices(decoder=decoder, dsp_pool=pool))
+        events: list[LiveEvent] = []
+        got_final = asyncio.Event()
+
+        async def consume() -> None:
+            while (batch := await live.next_events()) is not None:
+                events.extend(batch)
+                if any(isinstance(e, TranscriptEvent) and e.is_final for e in batch):
+                    got_final.set()
+
+        consumer = asyncio.create_task(consume())
+        for i in range(0, len(speech), 3200):  # 100 ms frames
+            assert await live.feed(speech[i : i + 3200], 0.0)
+        assert decoder.held, "partial passes were asked for"
+        # The final comes while the turn's partial passes are still undecided.
+        await asyncio.wait_for(got_final.wait(), 10)
+        decoder.release()
+        await live.close(0.0)
+        await asyncio.wait_for(consumer, 10)
+        return events
+
+    messages = transcripts(asyncio.run(main()))
+    eou = next(m for m in messages if m.is_final)
+    assert eou.reason is FinalReason.EOU and eou.transcript.text
+    # Nothing of that turn after its final: the superseded partials are never shown.
+    assert all(m.is_final for m in messages[messages.index(eou) :])
+
+
+class ProvisionalGuesses(FakeDecoder):
+    """Every speculative pass comes back provisional (its short window looked bad)."""
+
+    def submit(self, job: DecodeJob) -> Future[Hypothesis | None]:
+        future = super().submit(job)
+        if job.speculative:
+            hyp = future.result()
+            assert hyp is not None
+            redo: Future[Hypothesis | None] = Future()
+            redo.set_result(replace(hyp, provisional=True))
+            return redo
+        return future
+
+
+def test_a_provisional_speculation_is_redone_on_the_full_window_once_the_turn_ends(
+    speech: bytes, pool: ThreadPoolExecutor
+) -> None:
+    async def script(live: LiveStream) -> None:
+        await feed_frames(live, speech)
+        await live.close(0.0)
+
+    events, decoder = run(stream_params(), script, pool, ProvisionalGuesses())
+    assert any(j.speculative for j in decoder.jobs)
+    eou = next(m for m in transcripts(events) if m.is_final)
+    assert eou.reason is FinalReason.EOU and eou.transcript.text
+    # the turn's final was decoded again, straight on the full window
+    [redo] = [j for j in final_jobs(decoder) if j.audio.size]
+    assert redo.full_window

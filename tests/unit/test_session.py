@@ -366,3 +366,22 @@ def test_whole_file_sessions_never_speculate(librivox_clips: list[np.ndarray]) -
     pause = np.zeros(RATE, dtype=np.int16)
     actions = feed_all(session, np.concatenate([librivox_clips[1], pause]).tobytes())
     assert speculative(actions) == []
+
+
+def test_no_partial_follows_a_speculation_of_the_same_speech(
+    librivox_clips: list[np.ndarray],
+) -> None:
+    """In 100 ms frames the speculation and a due partial come from one feed: the partial
+    would replace the speculation in the engine's queue (and the final would decode the
+    turn again), so after a speculation only new speech brings a partial."""
+    session = StreamSession(SessionConfig("linear16", RATE, eou_timeout_ms=300))
+    pause = np.zeros(int(1.0 * RATE), dtype=np.int16)
+    for clip in librivox_clips:
+        actions = feed_all(session, np.concatenate([clip, pause]).tobytes(), frame=3200)
+        work = [a for a in actions if isinstance(a, UtteranceAudio)]
+        kinds = [a.kind.value for a in work]
+        assert "speculative" in kinds, kinds
+        last_guess = max(i for i, a in enumerate(work) if a.speculative)
+        assert all(a.is_final for a in work[last_guess + 1 :]), kinds
+        [final] = finals(actions)
+        assert final.reuses_speculation, kinds

@@ -224,6 +224,9 @@ class WhisperTranscriber:
         prepared: list[tuple[int, _Prepared]] = []
         for i, job in enumerate(jobs):
             try:
+                if job.full_window:  # a redo known to be owed (its speculation was bad)
+                    results[i] = self._full_window(job)
+                    continue
                 ready = self._prepare(job)
             except Exception as exc:
                 log.exception("decode pass failed for session %s", job.session_id)
@@ -357,6 +360,8 @@ class WhisperTranscriber:
             no_speech_prob=result.no_speech_prob,
             token_cap=item.cap,
         )
+        if item.job.speculative and verdict.redo_on_full_window:  # the turn may go on
+            return replace(self._hypothesis(item, text, tokens, verdict), provisional=True)
         if item.job.is_final and verdict.redo_on_full_window:
             # Guarded fallback: redo this final exactly as offline faster-whisper would.
             with self._fallbacks_lock:

@@ -23,6 +23,9 @@ class Hypothesis:
     words: tuple[Word, ...] = ()
     language: str | None = None
     language_candidates: tuple[str, ...] = ()
+    # A speculative pass whose short window the guard would redo on the full window: shown
+    # as a partial, but a final never reuses it (the redo waits until the turn has ended).
+    provisional: bool = False
 
     @property
     def is_empty(self) -> bool:
@@ -41,6 +44,7 @@ class DecodeJob:
     word_timestamps: bool = False
     hotwords: str | None = None
     prompt: str | None = None  # text that preceded this audio (context for the decoder)
+    full_window: bool = False  # straight to the full-window pass (its short one was bad)
 
     @property
     def is_final(self) -> bool:

@@ -20,17 +20,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Executor, Future
-from dataclasses import dataclass, replace
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from pulse_stt.audio.decode import AudioDecodeError
 from pulse_stt.engine.scheduler import SchedulerClosedError
 from pulse_stt.engine.types import DecodeJob, Hypothesis
 from pulse_stt.protocol import MODEL_RATE, ErrorKind, FinalReason, JobKind, StreamParams
 from pulse_stt.speakers.embedder import TurnEmbedder
-from pulse_stt.speakers.encoder import TurnWindows, VoiceEncoder
+from pulse_stt.speakers.encoder import TurnWindows
 from pulse_stt.speakers.tracker import SpeakerTrack, SpeakerTracker
 from pulse_stt.stream.events import (
     ErrorEvent,
@@ -40,6 +40,8 @@ from pulse_stt.stream.events import (
     VadEvent,
     WarningEvent,
 )
+from pulse_stt.stream.live_services import Decoder as Decoder
+from pulse_stt.stream.live_services import LiveConfig, LiveObserver, LiveServices
 from pulse_stt.stream.outbox import Outbox, OutboxClosedError
 from pulse_stt.stream.session import (
     AudioProblem,
@@ -51,7 +53,6 @@ from pulse_stt.stream.session import (
 )
 from pulse_stt.stream.stabilizer import PartialRequest, PartialStabilizer
 from pulse_stt.stream.word_limit import Piece, WordLimit
-from pulse_stt.text.itn import NemoInverseNormalizer
 from pulse_stt.text.keywords import hotwords_prompt
 from pulse_stt.text.pipeline import TranscriptShaper
 
@@ -59,48 +60,6 @@ from pulse_stt.text.pipeline import TranscriptShaper
 # for an event ready to send (a VAD event or an error: a few hundred bytes of JSON).
 _PENDING_OVERHEAD = 1024
 _EVENT_OVERHEAD = 256
-
-
-# -- what a stream needs ----------------------------------------------------------------
-
-
-class Decoder(Protocol):
-    """The shared engine, as a stream uses it (engine/engine.py)."""
-
-    def submit(self, job: DecodeJob) -> Future[Hypothesis | None]: ...
-
-    def promote(self, future: Future[Hypothesis | None]) -> None: ...
-
-    def cancel_session(self, session_id: str) -> None: ...
-
-
-class LiveObserver(Protocol):
-    """Where a stream reports audio arrival and speech onsets (ops/metrics.StreamMetrics)."""
-
-    def audio_received(self, end_s: float, arrived_at: float) -> None: ...
-
-    def speech_started(self, turn: int, position_s: float) -> None: ...
-
-
-@dataclass(frozen=True)
-class LiveConfig:
-    """The server's settings a stream follows."""
-
-    vad_threshold: float = 0.5
-    partial_interval_ms: int = 500
-    max_utterance_s: float = 25.0
-    max_backlog_bytes: int = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class LiveServices:
-    """Shared by every stream of a server."""
-
-    decoder: Decoder
-    dsp_pool: Executor  # session DSP (decode, resample, VAD) and heavy shaping
-    speaker_pool: Executor | None = None  # speaker embeddings, beside the decode
-    itn: NemoInverseNormalizer | None = None
-    speaker_encoder: VoiceEncoder | None = None
 
 
 # -- the stream ---------------------------------------------------------------------------
@@ -117,6 +76,8 @@ class _Pending:
     result: asyncio.Future[Hypothesis | None] | None  # None: nothing to decode
     voices: asyncio.Future[TurnWindows] | None = None  # speaker embeddings (diarize=true)
     start_s: float = 0.0  # where in the turn's audio a (stable) partial pass started
+    # Set when the turn's final follows: a partial not worth waiting for then.
+    superseded: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class _Closed:
@@ -179,6 +140,7 @@ class LiveStream:
         self._next_turn = 0  # the turn a speech onset belongs to (see `_dispatch`)
         # The open turn's speculative final pass: (turn, its engine future).
         self._speculation: tuple[int, Future[Hypothesis | None]] | None = None
+        self._shown_passes: list[_Pending] = []  # partial/speculative passes not yet decoded
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- input ----------------------------------------------------------------------------
@@ -297,14 +259,48 @@ class LiveStream:
                 if plain_partial
                 else PartialRequest(0.0, None)
             )
+            pending = _Pending(
+                action, self._decode(action, request), self._embed(action), request.start_s
+            )
+            self._supersede(pending)
             self._outbox.put(
-                _Pending(
-                    action, self._decode(action, request), self._embed(action), request.start_s
-                ),
+                pending,
                 action.audio.nbytes + _PENDING_OVERHEAD,
                 # a newer partial of the turn replaces this one while it waits to be sent
                 partial_of=action.utterance if plain_partial else None,
             )
+
+    def _supersede(self, pending: _Pending) -> None:
+        """The turn's final decodes all its partial and speculative passes do: those still
+        decoding are not waited for (in send order the final would wait on them). A
+        partial's words still show as soon as its own pass is done (word lag)."""
+        if pending.work.is_final:
+            for earlier in self._shown_passes:
+                if earlier.work.utterance == pending.work.utterance:
+                    earlier.superseded.set()
+            self._shown_passes = []
+        else:
+            self._shown_passes = [
+                p for p in self._shown_passes if p.result is not None and not p.result.done()
+            ]
+            self._shown_passes.append(pending)
+
+    async def _result(self, item: _Pending) -> Hypothesis | None:
+        """The item's pass; None for a partial superseded before its pass was done."""
+        if item.result is None:
+            return Hypothesis("")
+        if item.work.is_final:
+            return await item.result
+        superseded = asyncio.ensure_future(item.superseded.wait())
+        either: set[asyncio.Future[Any]] = {item.result, superseded}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            superseded.cancel()
+        if not item.result.done():
+            item.result.add_done_callback(_retrieve)  # its failure, if any, is nobody's now
+            return None
+        return item.result.result()
 
     def _decode(
         self, work: UtteranceAudio, request: PartialRequest
@@ -326,16 +322,22 @@ class LiveStream:
     ) -> Hypothesis | None:
         """The final of a turn that ended without speech since its speculative pass."""
         self._services.decoder.promote(speculation)  # owed now: ahead of partials
+        full_window = False
         with contextlib.suppress(Exception):
             hyp = await asyncio.wrap_future(speculation)
-            if hyp is not None:
+            if hyp is not None and not hyp.provisional:
                 return hyp
+            full_window = hyp is not None  # its short window was bad: the full one now
         # The speculation was dropped or failed: decode the final now.
-        submitted = self._submit(work)
+        submitted = self._submit(work, full_window=full_window)
         return await asyncio.wrap_future(submitted) if submitted is not None else Hypothesis("")
 
     def _submit(
-        self, work: UtteranceAudio, request: PartialRequest | None = None
+        self,
+        work: UtteranceAudio,
+        request: PartialRequest | None = None,
+        *,
+        full_window: bool = False,
     ) -> Future[Hypothesis | None] | None:
         audio = work.audio
         if request is not None and request.start_s:
@@ -356,6 +358,7 @@ class LiveStream:
             # splits finals (and cuts turns) at word times.
             word_timestamps=self._want_words or not final_pass or bool(self._words.limit),
             hotwords=self._hotwords,
+            full_window=full_window,
         )
         try:
             return self._services.decoder.submit(job)
@@ -393,7 +396,7 @@ class LiveStream:
         work = item.work
         events: list[LiveEvent] = []
         try:
-            hyp = await item.result if item.result is not None else Hypothesis("")
+            hyp = await self._result(item)
         except Exception as exc:
             self._log.warning("decode failed: %s", exc)
             if not work.is_final:
@@ -406,7 +409,7 @@ class LiveStream:
                 )
             )
             hyp = Hypothesis("")
-        if hyp is None:  # a newer partial replaced this one
+        if hyp is None:  # a newer pass replaced this one
             return events
         if hyp.language:
             self._languages.setdefault(work.utterance, hyp.language)
@@ -486,3 +489,8 @@ class LiveStream:
             return
         actions = await self._call(self.session.force_final, FinalReason.MAX_WORDS, utterance, at_s)
         self._dispatch(actions)
+
+
+def _retrieve(future: asyncio.Future[Hypothesis | None]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -267,6 +267,11 @@ class StreamSession:
             return
         self._speculated_speech_end = speech_end
         end = min(speech_end + _TAIL, self._buffer.end)
+        # The speculation decodes every word said so far: no plain partial until more
+        # speech (one after it would replace it in the engine's queue, and the final that
+        # was to reuse it would then decode the turn again).
+        self._last_partial_end = end
+        self._partial_speech_frame = self._endpointer.last_speech_frame
         actions.append(self._turn_so_far(self._utt_start, end, speculative=True))
 
     def _split_long_turn(self, actions: list[SessionAction], *, judged_end: int) -> None:
