@@ -79,7 +79,7 @@ class SpeakerTrack:
 
 
 _HISTORY_WINDOWS = 400  # about 3 minutes of voice
-_RETEST_WINDOWS = 8  # test again after this many more windows (4 s of voice)
+_RETEST_WINDOWS = 8
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
@@ -161,7 +161,7 @@ class SpeakerTracker:
     # While one speaker is known: the committed windows (embeddings, weights), so that a
     # second voice close to the first (a phone call) can still be told apart.
     history: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    tested_windows: int = 0  # history size at the last such test
+    untested_windows: int = 0  # committed since the last such test
 
     def label(self, windows: TurnWindows, *, commit: bool) -> SpeakerTrack:
         n = len(windows.embeddings)
@@ -195,9 +195,12 @@ class SpeakerTracker:
         self.history.append((windows.embeddings, np.clip(windows.speech, 0.05, 1.0)))
         embeddings = np.concatenate([e for e, _ in self.history])[-_HISTORY_WINDOWS:]
         weights = np.concatenate([w for _, w in self.history])[-_HISTORY_WINDOWS:]
-        if len(embeddings) < self.tested_windows + _RETEST_WINDOWS:
+        # Test again after 8 more windows (4 s of voice), or a quarter more once the
+        # history is long, so that a long session of one voice costs little.
+        self.untested_windows += len(windows.embeddings)
+        if self.untested_windows < max(_RETEST_WINDOWS, len(embeddings) // 4):
             return
-        self.tested_windows = len(embeddings)
+        self.untested_windows = 0
         found = two_voices(
             embeddings,
             weights,
