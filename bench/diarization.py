@@ -160,6 +160,7 @@ def run_track(args: argparse.Namespace) -> None:
     config = TrackerConfig(**json.loads(args.config)) if args.config else TrackerConfig()
     with tempfile.TemporaryDirectory() as tmp:
         sets = recordings(args.split, args.seeds, Path(tmp), include_espeak=not args.no_espeak)
+        sets = {k: v for k, v in sets.items() if not args.only or args.only in k}
         print(
             "| set | live DER | file DER | word error (live / file) "
             "| speakers found (live / file / true) | encoder RTF |"
@@ -266,6 +267,7 @@ def run_server(args: argparse.Namespace) -> None:
             key = args.key or server.key
             ws_url = url.replace("http", "ws", 1)
             sets = recordings("eval", args.seeds, Path(tmp), include_espeak=not args.no_espeak)
+            sets = {k: v for k, v in sets.items() if not args.only or args.only in k}
             print(f"live at {args.speed}x real time, 20 ms frames; REST = POST of a WAV file")
             print(
                 "| set | live word accuracy | live DER (confusion) | REST word accuracy "
@@ -308,6 +310,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--no-espeak", action="store_true")
     parser.add_argument("--config", help="TrackerConfig overrides as JSON (tuning)")
+    parser.add_argument("--only", help="only the sets whose name contains this")
     parser.add_argument("--speed", type=float, default=2.0, help="live pace × real time")
     parser.add_argument("--url", help="a running server (default: start one)")
     parser.add_argument("--key", help="its API key")
