@@ -109,16 +109,19 @@ def pseudo_words(spans: list[Segment], step: float = 0.4) -> list[Segment]:
     return words
 
 
-def print_summary(errors: dict[str, list[float]], what: str) -> None:
+def print_summary(errors: dict[str, list[tuple[str, float]]], what: str) -> None:
     """Mean word-level speaker error (share of words given to the wrong person) of real
-    recordings and of built conversations, separately."""
+    recordings and of built conversations, separately; each recorded one by name."""
     for kind, match in (("recorded", True), ("built", False)):
         values = [e for name, errs in errors.items() if is_recorded(name) == match for e in errs]
         if values:
+            each = ""
+            if match:
+                each = " (" + ", ".join(f"{rec} {e:.3f}" for rec, e in values) + ")"
             print(
                 f"{what}, {kind} ({'as recorded' if match else 'conversations built from clips'})"
-                f": mean word-level speaker error {statistics.mean(values):.3f} over"
-                f" {len(values)} recordings"
+                f": mean word-level speaker error {statistics.mean(e for _, e in values):.3f}"
+                f" over {len(values)} recordings{each}"
             )
 
 
@@ -166,7 +169,7 @@ def run_track(args: argparse.Namespace) -> None:
             "| speakers found (live / file / true) | encoder RTF |"
         )
         print("|---|---|---|---|---|---|")
-        errors: dict[str, dict[str, list[float]]] = {"live": {}, "file": {}}
+        errors: dict[str, dict[str, list[tuple[str, float]]]] = {"live": {}, "file": {}}
         for name, recs in sets.items():
             scores = [track_scores(r, encoder, config) for r in recs]
 
@@ -174,7 +177,9 @@ def run_track(args: argparse.Namespace) -> None:
                 return statistics.median(s[key] for s in scores)
 
             for path in errors:
-                errors[path][name] = [s[f"{path}_err"] for s in scores]
+                errors[path][name] = [
+                    (r.name, s[f"{path}_err"]) for r, s in zip(recs, scores, strict=True)
+                ]
             found = ", ".join(f"{s['live_n']}/{s['file_n']}/{s['true_n']}" for s in scores)
             print(
                 f"| {name} | {med('live'):.3f} | {med('file'):.3f} "
@@ -275,7 +280,7 @@ def run_server(args: argparse.Namespace) -> None:
             )
             print("|---|---|---|---|---|---|")
             timings: list[float] = []
-            errors: dict[str, dict[str, list[float]]] = {"live": {}, "REST": {}}
+            errors: dict[str, dict[str, list[tuple[str, float]]]] = {"live": {}, "REST": {}}
             for name, recs in sets.items():
                 rows = []
                 for rec in recs:
@@ -285,8 +290,9 @@ def run_server(args: argparse.Namespace) -> None:
                         _, without_s = _rest(url, key, rec.audio, diarize=False)
                         timings.append(with_s / without_s)
                     rows.append((_scores(rec, live), _scores(rec, rest), len(rec.speakers)))
-                errors["live"][name] = [1 - r[0][0] for r in rows]
-                errors["REST"][name] = [1 - r[1][0] for r in rows]
+                names = [rec.name for rec in recs]
+                errors["live"][name] = [(n, 1 - r[0][0]) for n, r in zip(names, rows, strict=True)]
+                errors["REST"][name] = [(n, 1 - r[1][0]) for n, r in zip(names, rows, strict=True)]
                 live_m = [statistics.median(r[0][j] for r in rows) for j in range(4)]
                 rest_m = [statistics.median(r[1][j] for r in rows) for j in range(4)]
                 found = ", ".join(f"{r[0][2]}/{r[1][2]}/{r[2]}" for r in rows)
