@@ -169,6 +169,7 @@ class SpeakerTracker:
         if n == 0:  # too short to hear who it is: assume the conversation goes on
             return SpeakerTrack((SpeakerSpan(windows.offset, turn_end, self.last_speaker, 0.3),))
         cfg = self.config
+        first_turn = not self.speakers
         if commit and len(self.speakers) <= 1:
             self._split_one(windows)
         centroids = [s.centroid for s in self.speakers]
@@ -186,6 +187,11 @@ class SpeakerTracker:
         labels, confidences = self._resolve(
             windows, path, confidences, scores, new_state, bootstrap, commit
         )
+        if first_turn and len(self.speakers) >= 2 and labels[0] == 1:
+            # The session's first turn held two people: number them as they are heard.
+            self.speakers[0], self.speakers[1] = self.speakers[1], self.speakers[0]
+            labels = [{0: 1, 1: 0}.get(label, label) for label in labels]
+            self.last_speaker = labels[-1]
         return SpeakerTrack(_spans(windows, labels, confidences))
 
     def _split_one(self, windows: TurnWindows) -> None:
