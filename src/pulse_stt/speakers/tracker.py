@@ -40,7 +40,7 @@ class TrackerConfig:
     min_speaker_windows: float = 2.0  # files: smaller clusters are folded into neighbours
     # One speaker may be two people who sound alike (a phone call): split when the halves
     # are this far apart (cluster.separation) and min_ratio times further apart than
-    # either half from itself. Windows needed in each half (about 4 s / 6 s of voice):
+    # either half from itself. Windows needed in each half (about 5 s / 7 s of voice):
     # live tests again and again as a session grows, so it asks for more.
     split_min_separation: float = 0.07
     split_min_ratio: float = 1.2
