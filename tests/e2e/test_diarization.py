@@ -14,7 +14,14 @@ from tests.support.audio import join, pcm16, silence, write_wav
 from tests.support.client import Pace, Received, chunks, play
 from tests.support.scoring import Segment, word_accuracy
 from tests.support.server import Server, running_server
-from tests.support.speakers import RATE, Recording, conversation, trim_silence, voices
+from tests.support.speakers import (
+    RATE,
+    Recording,
+    conversation,
+    natural_recordings,
+    trim_silence,
+    voices,
+)
 
 QUERY = (
     "model=pulse&encoding=linear16&sample_rate=16000&word_timestamps=true&sentence_timestamps=true"
@@ -122,6 +129,24 @@ def test_rest_with_diarization(server: Server, eval_voices, tmp_path: Path) -> N
     body = response.json()
     _check_labels(rec, body["words"], min_accuracy=0.85)
     assert all(isinstance(u["speaker"], int) for u in body["utterances"])
+
+
+def test_recorded_call_gets_both_people_live_and_by_rest(server: Server, tmp_path: Path) -> None:
+    """pyannote's sample: a real two-person call, short turns back and forth with no pause
+    long enough to end a turn, two voices that sound alike on one line."""
+    call = natural_recordings("eval")[0]
+    got = _stream(server, call.audio)
+    _check_labels(call, _words(got.finals), min_accuracy=0.85)
+    path = tmp_path / "call.wav"
+    write_wav(call.audio, RATE, path)
+    response = httpx.post(
+        f"{server.http}/waves/v1/stt/?model=pulse&word_timestamps=true&diarize=true",
+        content=path.read_bytes(),
+        headers={**server.headers(), "Content-Type": "audio/wav"},
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+    _check_labels(call, response.json()["words"], min_accuracy=0.85)
 
 
 def test_diarize_off_adds_nothing(server: Server, eval_voices) -> None:

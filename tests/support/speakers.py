@@ -92,13 +92,31 @@ def _audio_of(uri: str) -> np.ndarray:
     return decode_audio(str(path), sampling_rate=RATE)
 
 
-def natural_recordings() -> list[Recording]:
-    """Held-out real conversations as recorded (overlaps, backchannels, far-field)."""
+_NATURAL = {
+    # held out: the pyannote sample (a two-person call) and AMI dev/test excerpts
+    "eval": ("sample", "dev00", "dev01", "tst00"),
+    # AMI training-set excerpts; in trn01, trn02 and trn07 our VAD hears almost nothing
+    "tune": ("trn00", "trn03", "trn04", "trn05", "trn06", "trn08", "trn09"),
+}
+
+
+def natural_recordings(split: str = "eval") -> list[Recording]:
+    """Real conversations as recorded (overlaps, backchannels, far-field), 30 s each."""
     notes = _ami_annotations()
-    return [
-        Recording(uri, _audio_of(uri), tuple(notes[uri]))
-        for uri in ("sample", "dev00", "dev01", "tst00")
-    ]
+    return [Recording(uri, _audio_of(uri), tuple(notes[uri])) for uri in _NATURAL[split]]
+
+
+def one_voice(pool: dict[str, list[np.ndarray]], speaker: str, max_clips: int = 10) -> Recording:
+    """One person's solo clips in a row with 0.7 s pauses: diarization must not split it."""
+    pause = np.zeros(int(0.7 * RATE), np.float32)
+    parts: list[np.ndarray] = [np.zeros(RATE // 2, np.float32)]
+    turns = []
+    cursor = 0.5
+    for clip in pool[speaker][:max_clips]:
+        parts += [clip, pause]
+        turns.append(Turn(cursor, cursor + clip.size / RATE, speaker))
+        cursor += clip.size / RATE + 0.7
+    return Recording(f"{speaker}-alone", np.concatenate(parts), tuple(turns))
 
 
 def _solo_stretches(

@@ -5,11 +5,15 @@ session's known speakers plus one "someone new" state whose score is a fixed sim
 threshold; a switch between states costs a penalty, so one odd window does not flip a
 label but a sustained change inside a turn does. Committed (final) turns update the
 speakers' centroids; partials are labelled against them without changing anything.
+While only one speaker is known, each final also asks `cluster.two_voices` whether the
+voice so far is two people who sound alike (a phone call, where the other person never
+falls below the "someone new" threshold); if so, the second becomes speaker 1 from then on.
 
 Files (`label_file`): the same online pass proposes speakers, then whole-file clustering
 revises them: speakers whose centroids are close are merged, speakers with too little
-voice are folded into their nearest neighbour, and every turn is labelled again against
-the final set (twice, re-estimating centroids in between).
+voice are folded into their nearest neighbour, a single speaker left is tested with
+`cluster.two_voices`, and every turn is labelled again against the final set (twice,
+re-estimating centroids in between).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pulse_stt.speakers.cluster import centroids as centroids_of
+from pulse_stt.speakers.cluster import two_voices
 from pulse_stt.speakers.encoder import TurnWindows
 
 
@@ -32,6 +38,14 @@ class TrackerConfig:
     temperature: float = 0.04  # softmax temperature for confidences
     min_new_speech_s: float = 1.0  # voice needed before a new speaker is believed
     min_speaker_windows: float = 2.0  # files: smaller clusters are folded into neighbours
+    # One speaker may be two people who sound alike (a phone call): split when the halves
+    # are this far apart (cluster.separation) and min_ratio times further apart than
+    # either half from itself. Windows needed in each half (about 5 s / 7 s of voice):
+    # live tests again and again as a session grows, so it asks for more.
+    split_min_separation: float = 0.07
+    split_min_ratio: float = 1.2
+    split_min_half_file: int = 8
+    split_min_half_live: int = 12
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,10 @@ class SpeakerTrack:
         if overlap(best) <= 0:
             best = min(self.spans, key=distance)
         return best.speaker, best.confidence
+
+
+_HISTORY_WINDOWS = 400  # about 3 minutes of voice
+_RETEST_WINDOWS = 8
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
@@ -140,6 +158,10 @@ class SpeakerTracker:
     config: TrackerConfig = field(default_factory=TrackerConfig)
     speakers: list[_Speaker] = field(default_factory=list)
     last_speaker: int = 0
+    # While one speaker is known: the committed windows (embeddings, weights), so that a
+    # second voice close to the first (a phone call) can still be told apart.
+    history: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    untested_windows: int = 0  # committed since the last such test
 
     def label(self, windows: TurnWindows, *, commit: bool) -> SpeakerTrack:
         n = len(windows.embeddings)
@@ -147,6 +169,9 @@ class SpeakerTracker:
         if n == 0:  # too short to hear who it is: assume the conversation goes on
             return SpeakerTrack((SpeakerSpan(windows.offset, turn_end, self.last_speaker, 0.3),))
         cfg = self.config
+        first_turn = not self.speakers
+        if commit and len(self.speakers) <= 1:
+            self._split_one(windows)
         centroids = [s.centroid for s in self.speakers]
         maturity = [s.weight for s in self.speakers]
         bootstrap = not centroids
@@ -162,7 +187,46 @@ class SpeakerTracker:
         labels, confidences = self._resolve(
             windows, path, confidences, scores, new_state, bootstrap, commit
         )
+        if first_turn and len(self.speakers) >= 2 and labels[0] == 1:
+            # The session's first turn held two people: number them as they are heard.
+            self.speakers[0], self.speakers[1] = self.speakers[1], self.speakers[0]
+            labels = [{0: 1, 1: 0}.get(label, label) for label in labels]
+            self.last_speaker = labels[-1]
         return SpeakerTrack(_spans(windows, labels, confidences))
+
+    def _split_one(self, windows: TurnWindows) -> None:
+        """With one speaker known (or none), test whether the voice so far is two people;
+        if so, speaker 0 keeps the half most like it and speaker 1 is the other half.
+        Labels already given stay as they are: only what follows is labelled anew."""
+        self.history.append((windows.embeddings, np.clip(windows.speech, 0.05, 1.0)))
+        embeddings = np.concatenate([e for e, _ in self.history])[-_HISTORY_WINDOWS:]
+        weights = np.concatenate([w for _, w in self.history])[-_HISTORY_WINDOWS:]
+        # Test again after 8 more windows (4 s of voice), or a quarter more once the
+        # history is long, so that a long session of one voice costs little.
+        self.untested_windows += len(windows.embeddings)
+        if self.untested_windows < max(_RETEST_WINDOWS, len(embeddings) // 4):
+            return
+        self.untested_windows = 0
+        found = two_voices(
+            embeddings,
+            weights,
+            min_separation=self.config.split_min_separation,
+            min_ratio=self.config.split_min_ratio,
+            min_half=self.config.split_min_half_live,
+        )
+        if found is None:
+            return
+        halves = [
+            _Speaker((embeddings[m] * weights[m, None]).sum(0), float(weights[m].sum()))
+            for m in (found.labels == 0, found.labels == 1)
+        ]
+        if self.speakers:  # the known speaker keeps number 0
+            known = self.speakers[0].centroid
+            first = int(np.argmax([float(h.centroid @ known) for h in halves]))
+        else:  # nobody labelled yet: whoever opens the turn is speaker 0
+            first = int(found.labels[len(embeddings) - len(windows.embeddings)])
+        self.speakers = [halves[first], halves[1 - first]]
+        self.history.clear()
 
     def _resolve(
         self,
@@ -230,13 +294,32 @@ def _relabel(
     return [int(s) for s in path], confidences
 
 
+def _two_in_one(turns: list[TurnWindows], config: TrackerConfig) -> np.ndarray | None:
+    """Centroids of two people if the file's one speaker is really two (cluster.two_voices)."""
+    voiced = [w for w in turns if len(w.embeddings)]
+    if not voiced:
+        return None
+    embeddings = np.concatenate([w.embeddings for w in voiced])
+    weights = np.concatenate([np.clip(w.speech, 0.05, 1.0) for w in voiced])
+    found = two_voices(
+        embeddings,
+        weights,
+        min_separation=config.split_min_separation,
+        min_ratio=config.split_min_ratio,
+        min_half=config.split_min_half_file,
+    )
+    if found is None:
+        return None
+    return centroids_of(embeddings, weights, found.labels)
+
+
 def label_file(turns: list[TurnWindows], config: TrackerConfig | None = None) -> list[SpeakerTrack]:
     """Speakers of a whole file: online proposal, then clustering revises it."""
     config = config or TrackerConfig()
     online = SpeakerTracker(config)
     proposals = [online.label(w, commit=True) for w in turns]
     speakers = [s for s in online.speakers if s.weight > 0]
-    if len(speakers) <= 1:
+    if not speakers:
         return proposals
     totals = [s.total.copy() for s in speakers]
     weights = [s.weight for s in speakers]
@@ -258,6 +341,11 @@ def label_file(turns: list[TurnWindows], config: TrackerConfig | None = None) ->
         weights[j] += weights[i]
         del totals[i], weights[i]
     centroids = np.stack([_unit(t) for t in totals])
+    if len(centroids) == 1:
+        split = _two_in_one(turns, config)
+        if split is None and len(speakers) == 1:
+            return proposals
+        centroids = centroids if split is None else split
     labelled: list[tuple[list[int], list[float]]] = []
     for _ in range(2):  # relabel, re-estimate, relabel
         labelled = [_relabel(w, centroids, config) for w in turns]
