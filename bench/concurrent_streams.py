@@ -67,8 +67,8 @@ def main() -> None:
         help="librivox: the 5 LibriVox clips (24.7 s); corpus: every clip with a reference "
         "(LibriVox, cards, 24 espeak-ng sentences; 151 s, 435 words) for a firmer WER; "
         "continuous: long turns of continuous real speech (the LibriVox clips read as one "
-        "26 s passage, the pyannote sample call and three AMI meeting excerpts, 30 s "
-        "each; needs `make test-fixtures`), WER against offline decoding of the same clips",
+        "26 s passage and the pyannote sample call, 30 s; needs `make test-fixtures`), WER "
+        "against offline decoding of the same clips",
     )
     parser.add_argument(
         "--files",
@@ -149,8 +149,10 @@ def _continuous_clips() -> list[Clip]:
     gap = np.zeros(int(0.25 * 16000), np.float32)  # a breath, far below any turn end
     passage = np.concatenate([part for c in readings for part in (c.audio, gap)])
     reading = Clip("librivox passage", passage, " ".join(c.text for c in readings))
-    meetings = [Clip(r.name, r.audio, "") for r in natural_recordings()]
-    return [reading, *meetings]
+    # The AMI meetings are left out: far-field crosstalk, where partials and finals disagree
+    # so often that word lag measures the disagreement rather than the engine's speed.
+    call = next(r for r in natural_recordings() if r.name == "sample")
+    return [reading, Clip("pyannote sample call", call.audio, "")]
 
 
 def _offline_texts(library: list) -> list[str]:

@@ -1,12 +1,16 @@
 """Whole-file REST on long files: time and server memory as the file grows. Prints figures.
 
-Builds FLAC files of N minutes from the LibriVox clips (with 0.8 s pauses), starts the real
-server, posts each file to `POST /waves/v1/stt/?model=pulse` and samples the server's RSS
+Builds FLAC files of N minutes from the LibriVox clips (or, with `--clips corpus`, every
+clip with a reference) with 0.8 s pauses, starts the real server, posts each file to
+`POST /waves/v1/stt/?model=...` (median of `--repeats` runs) and samples the server's RSS
 from /proc while it works. Memory should grow far less than the file's float32 size
 (N min x 3.84 MB), since a file is decoded, cut and transcribed a turn at a time.
+`--offline` times plain faster-whisper (beam 5 and greedy, two threads) on the same audio
+in this process: the baseline for both speed and WER.
 
     .venv/bin/python bench/rest_long_file.py --minutes 1 5
-    .venv/bin/python bench/rest_long_file.py --minutes 5.8 --model pulse pulse-pro
+    .venv/bin/python bench/rest_long_file.py --minutes 5.8 --model pulse pulse-pro \
+        --clips corpus --offline
 
 `--multichannel`: instead, the cost of `multichannel=true`: a stereo WAV of N minutes (the
 clips in order on channel 0, in reverse order on channel 1) against the same two channels
@@ -33,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.audio import encode_file, join, librivox_clips, silence, wer
+from tests.support.audio import encode_file, join, librivox_clips, silence, wer, wer_corpus
 from tests.support.server import Server, running_server
 
 
@@ -63,52 +67,109 @@ def main() -> None:
     parser.add_argument("--multichannel", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", nargs="+", default=["pulse"], help="pulse, pulse-pro")
+    parser.add_argument(
+        "--clips",
+        choices=("librivox", "corpus"),
+        default="librivox",
+        help="librivox: the 5 LibriVox clips repeated; corpus: every clip with a reference "
+        "(LibriVox, cards, 24 espeak-ng sentences; 151 s) joined, repeated to length",
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="also time plain faster-whisper on the same audio"
+    )
     args = parser.parse_args()
     if args.multichannel:
         multichannel(args.minutes, args.repeats)
         return
-    clips = librivox_clips()
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = librivox_clips() if args.clips == "librivox" else wer_corpus(Path(tmp))
     one_round = join(*[part for c in clips for part in (c.audio, silence(0.8))])
     reference_round = " ".join(c.text for c in clips)
     with running_server(Path(tempfile.mkdtemp()), log_level="warning") as server:
         pid = server_pid(server.port)
-        print(f"server idle RSS: {rss_mb(pid):.0f} MB")
+        print(f"server idle RSS: {rss_mb(pid):.0f} MB; median of {args.repeats} runs")
         print(
             f"{'model':>9} {'minutes':>8} {'file MB':>8} {'float32 MB':>11} {'seconds':>8}"
-            f" {'RTF':>6} {'peak RSS MB':>12} {'WER':>6}"
+            f" {'x real time':>12} {'peak RSS MB':>12} {'WER':>6}"
         )
-        for model, minutes in ((m, n) for n in args.minutes for m in args.model):
+        for minutes in args.minutes:
             rounds = max(1, round(minutes * 60 / (one_round.size / 16000)))
             audio = join(*[one_round] * rounds)
-            body = encode_file(audio, "flac", "flac")
-            peak = [rss_mb(pid)]
-            done = threading.Event()
-
-            def sample(peak: list[float] = peak, done: threading.Event = done) -> None:
-                while not done.is_set():
-                    peak[0] = max(peak[0], rss_mb(pid))
-                    time.sleep(0.2)
-
-            sampler = threading.Thread(target=sample)
-            sampler.start()
-            t0 = time.monotonic()
-            response = httpx.post(
-                f"{server.http}/waves/v1/stt/?model={model}&language=en",
-                content=body,
-                headers=server.headers(),
-                timeout=3600,
-            )
-            elapsed = time.monotonic() - t0
-            done.set()
-            sampler.join()
-            text = response.json()["transcription"]
+            reference = " ".join([reference_round] * rounds)
             seconds = audio.size / 16000
-            print(
-                f"{model:>9} {seconds / 60:>8.1f} {len(body) / 1e6:>8.1f}"
-                f" {audio.size * 4 / 1e6:>11.1f} {elapsed:>8.1f} {elapsed / seconds:>6.3f}"
-                f" {peak[0]:>12.0f}"
-                f" {wer(' '.join([reference_round] * rounds), text):>6.3f}"
-            )
+            body = encode_file(audio, "flac", "flac")
+            for model in args.model:
+                runs = [_timed_file(server, pid, body, model) for _ in range(args.repeats)]
+                elapsed = statistics.median(r[0] for r in runs)
+                peak = max(r[1] for r in runs)
+                print(
+                    f"{model:>9} {seconds / 60:>8.1f} {len(body) / 1e6:>8.1f}"
+                    f" {audio.size * 4 / 1e6:>11.1f} {elapsed:>8.1f} {seconds / elapsed:>12.1f}"
+                    f" {peak:>12.0f} {wer(reference, runs[0][2]):>6.3f}",
+                    flush=True,
+                )
+            if args.offline:
+                for beam in (5, 1):
+                    runs = [_offline(audio, beam) for _ in range(args.repeats)]
+                    elapsed = statistics.median(r[0] for r in runs)
+                    print(
+                        f"{'offline b' + str(beam):>9} {seconds / 60:>8.1f} {'':>8} {'':>11}"
+                        f" {elapsed:>8.1f} {seconds / elapsed:>12.1f} {'':>12}"
+                        f" {wer(reference, runs[0][1]):>6.3f}",
+                        flush=True,
+                    )
+
+
+def _timed_file(server: Server, pid: int, body: bytes, model: str) -> tuple[float, float, str]:
+    """(seconds, peak server RSS MB, transcript) of one REST request."""
+    peak = [rss_mb(pid)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mb(pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    t0 = time.monotonic()
+    response = httpx.post(
+        f"{server.http}/waves/v1/stt/?model={model}&language=en",
+        content=body,
+        headers=server.headers(),
+        timeout=3600,
+    )
+    elapsed = time.monotonic() - t0
+    done.set()
+    sampler.join()
+    return elapsed, peak[0], str(response.json()["transcription"])
+
+
+_MODELS: dict[str, object] = {}
+
+
+def _offline(audio: np.ndarray, beam: int) -> tuple[float, str]:
+    """Plain faster-whisper on the server's model in this process (its own VAD-less 30 s
+    windows, two threads, as the server's two workers have), timed."""
+    from faster_whisper import WhisperModel
+
+    from pulse_stt.config import Settings
+    from pulse_stt.engine.model_store import resolve_model_dir
+
+    if "model" not in _MODELS:
+        settings = Settings()
+        _MODELS["model"] = WhisperModel(
+            str(resolve_model_dir(settings.model, settings.cache_dir)),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=2,
+        )
+    model = _MODELS["model"]
+    assert isinstance(model, WhisperModel)
+    t0 = time.monotonic()
+    segments, _ = model.transcribe(audio, language="en", beam_size=beam)
+    text = " ".join(s.text.strip() for s in segments)
+    return time.monotonic() - t0, text
 
 
 def _wav(channels: list[np.ndarray]) -> bytes:
