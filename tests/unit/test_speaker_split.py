@@ -154,3 +154,37 @@ def test_file_with_one_call_turn_gets_two_speakers_and_solo_gets_one() -> None:
     assert {s.speaker for t in tracks for s in t.spans} == {0, 1}
     solo = [_turn(_windows(voices[:1], [0] * 9, noise=0.04, seed=i), 10.0 * i) for i in range(6)]
     assert {s.speaker for t in label_file(solo) for s in t.spans} == {0}
+
+
+def _third(voices: np.ndarray, seed: int = 7) -> np.ndarray:
+    """A voice far from both (cosine about 0.5), as another person across the table."""
+    rng = np.random.default_rng(seed)
+    other = rng.standard_normal(_DIM)
+    other -= voices.T @ np.linalg.lstsq(voices.T, other, rcond=None)[0]
+    other /= np.linalg.norm(other)
+    mean = voices.mean(axis=0) / np.linalg.norm(voices.mean(axis=0))
+    return 0.5 * mean + np.sqrt(1 - 0.25) * other
+
+
+def test_largest_of_several_speakers_is_split_only_when_it_is_two() -> None:
+    """A meeting: someone distinct says a little, and most of the voice is two people who
+    sound alike (one cluster to the "someone new" threshold). That cluster is split, live
+    and in files; one dominant voice with the same share is not."""
+    pair = _pair(0.8)
+    voices = np.concatenate([pair, _third(pair)[None]])
+    turns = [_turn(_windows(voices, [2] * 8, noise=0.02, seed=9), 0.0)]
+    turns += [_turn(_windows(voices, _CALL, noise=0.02, seed=s), 10.0 + 30 * s) for s in range(2)]
+    tracker = SpeakerTracker()
+    for turn in turns:
+        tracker.label(turn, commit=True)
+    assert len(tracker.speakers) == 3
+    assert {s.speaker for t in label_file(turns) for s in t.spans} == {0, 1, 2}
+    solo = [turns[0]]
+    solo += [
+        _turn(_windows(voices[:1], [0] * 42, noise=0.04, seed=s), 10.0 + 30 * s) for s in range(2)
+    ]
+    tracker = SpeakerTracker()
+    for turn in solo:
+        tracker.label(turn, commit=True)
+    assert len(tracker.speakers) == 2
+    assert {s.speaker for t in label_file(solo) for s in t.spans} == {0, 1}
