@@ -23,13 +23,11 @@ server process.
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import sys
 import tempfile
 import threading
 import time
-import wave
 from pathlib import Path
 
 import httpx
@@ -37,7 +35,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.audio import encode_file, join, librivox_clips, silence, wer, wer_corpus
+from tests.support.audio import (
+    encode_file,
+    join,
+    librivox_clips,
+    silence,
+    wav_frames,
+    wer,
+    wer_corpus,
+)
 from tests.support.server import Server, running_server
 
 
@@ -173,14 +179,7 @@ def _offline(audio: np.ndarray, beam: int) -> tuple[float, str]:
 
 
 def _wav(channels: list[np.ndarray]) -> bytes:
-    frames = np.stack(channels, axis=1)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(len(channels))
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes((np.clip(frames, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
+    return wav_frames((np.clip(np.stack(channels, axis=1), -1, 1) * 32767).astype("<i2"))
 
 
 def _timed_post(server: Server, body: bytes, query: str) -> tuple[float, dict[str, object]]:

@@ -3,14 +3,11 @@ per channel, through REST `multichannel=true` and a WebSocket opened with `chann
 
 from __future__ import annotations
 
-import io
-import wave
-
 import httpx
 import numpy as np
 import pytest
 
-from tests.support.audio import Clip, join, silence, wer
+from tests.support.audio import Clip, join, silence, wav_frames, wer
 from tests.support.client import Pace, chunks, play
 from tests.support.server import Server
 
@@ -27,16 +24,6 @@ def stereo(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     frames = np.zeros((size, 2), dtype=np.float32)
     frames[: left.size, 0], frames[: right.size, 1] = left, right
     return (np.clip(frames, -1, 1) * 32767).astype("<i2")
-
-
-def wav_file(frames: np.ndarray, rate: int = 16_000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(frames.shape[1])
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames.astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +53,7 @@ def test_rest_multichannel_puts_each_voice_on_its_channel(server: Server, call) 
     response = post(
         server,
         STT,
-        wav_file(frames),
+        wav_frames(frames),
         "model=pulse&language=en&multichannel=true&word_timestamps=true",
     )
     assert response.status_code == 200, response.text
@@ -94,7 +81,7 @@ def test_rest_multichannel_puts_each_voice_on_its_channel(server: Server, call) 
 def test_diarize_numbers_speakers_within_each_channel(server: Server, call) -> None:
     frames, *_ = call
     query = "model=pulse&language=en&multichannel=true&word_timestamps=true&diarize=true"
-    data = post(server, STT, wav_file(frames), query).json()
+    data = post(server, STT, wav_frames(frames), query).json()
     # One voice per channel: speaker 0 on each; (channel, speaker) names the person.
     assert {(w["channel"], w["speaker"]) for w in data["words"]} == {(0, 0), (1, 0)}
     assert {(u["channel"], u["speaker"]) for u in data["utterances"]} == {(0, 0), (1, 0)}
@@ -102,7 +89,7 @@ def test_diarize_numbers_speakers_within_each_channel(server: Server, call) -> N
 
 def test_the_same_stereo_file_without_multichannel_is_mixed_to_mono(server: Server, call) -> None:
     frames, first, second, _ = call
-    data = post(server, LEGACY, wav_file(frames), "language=en&word_timestamps=true").json()
+    data = post(server, LEGACY, wav_frames(frames), "language=en&word_timestamps=true").json()
     assert wer(first.text + " " + second.text, data["transcription"]) <= MAX_WER, data
     assert "channels" not in data and "channels" not in data["metadata"]
     assert all("channel" not in w for w in data["words"])
@@ -112,13 +99,13 @@ def test_the_same_stereo_file_without_multichannel_is_mixed_to_mono(server: Serv
 def test_mono_with_multichannel_is_channel_zero(server: Server, clips: list[Clip]) -> None:
     clip = clips[4]
     frames = (clip.audio.reshape(-1, 1) * 32767).astype("<i2")
-    data = post(server, LEGACY, wav_file(frames), "language=en&multichannel=true").json()
+    data = post(server, LEGACY, wav_frames(frames), "language=en&multichannel=true").json()
     assert data["channels"][0]["channel"] == 0 and len(data["channels"]) == 1
     assert clip.matches(data["transcription"], MAX_WER), data
 
 
 def test_more_channels_than_the_server_takes_is_a_clear_400(server: Server) -> None:
-    body = wav_file(np.zeros((8000, 9), dtype="<i2"))
+    body = wav_frames(np.zeros((8000, 9), dtype="<i2"))
     response = post(server, STT, body, "model=pulse&multichannel=true")
     assert response.status_code == 400
     data = response.json()

@@ -256,6 +256,17 @@ def wav_bytes(audio: np.ndarray, rate: int = RATE) -> bytes:
     return out.getvalue()
 
 
+def wav_frames(frames: np.ndarray, rate: int = RATE) -> bytes:
+    """int16 `frames` shaped (samples, channels) as a 16-bit WAV file of that many channels."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(frames.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames.astype("<i2").tobytes())
+    return out.getvalue()
+
+
 def write_wav(audio: np.ndarray, rate: int, path: Path) -> None:
     path.write_bytes(wav_bytes(audio, rate))
 

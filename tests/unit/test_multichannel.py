@@ -5,8 +5,6 @@ stand-in engine), the REST body's channel tags and the admission weight of a str
 from __future__ import annotations
 
 import asyncio
-import io
-import wave
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
@@ -30,23 +28,13 @@ from pulse_stt.stream.events import LiveEvent, TranscriptEvent, VadEvent
 from pulse_stt.stream.file import transcribe_audio_chunks
 from pulse_stt.stream.live import LiveServices, LiveStream
 from pulse_stt.text.format import TimedWord, Transcript, Utterance
+from tests.support.audio import wav_frames
 from tests.unit.test_live import FakeDecoder, stream_params, transcripts
 
 
 def interleave(*channels: np.ndarray) -> np.ndarray:
     """Samples of equal-length channels, interleaved sample by sample."""
     return np.stack(channels, axis=1).reshape(-1)
-
-
-def wav(frames: np.ndarray, rate: int = MODEL_RATE) -> bytes:
-    """A WAV file of int16 `frames` shaped (samples, channels)."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(frames.shape[1])
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames.astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 # -- de-interleaving ---------------------------------------------------------------------
@@ -78,7 +66,7 @@ def test_deinterleave_other_widths(encoding: str, width: int) -> None:
 
 def test_deinterleave_skips_a_wav_header_before_splitting() -> None:
     frames = np.stack([np.full(50, 7), np.full(50, -7)], axis=1)
-    left, right = Deinterleaver("linear16", 2).split(wav(frames))
+    left, right = Deinterleaver("linear16", 2).split(wav_frames(frames))
     assert set(np.frombuffer(left, "<i2")) == {7} and set(np.frombuffer(right, "<i2")) == {-7}
 
 
@@ -126,31 +114,31 @@ def test_stream_params_without_channels_are_unchanged() -> None:
 def test_file_channels_are_kept_apart_and_resampled() -> None:
     t = np.arange(8000) / 8000
     frames = np.stack([np.sin(2 * np.pi * 300 * t), np.zeros_like(t)], axis=1) * 8000
-    chunks = list(iter_file_channels(wav(frames, 8000), max_channels=8))
+    chunks = list(iter_file_channels(wav_frames(frames, 8000), max_channels=8))
     audio = np.concatenate(chunks, axis=1)
     assert audio.shape[0] == 2 and abs(audio.shape[1] - MODEL_RATE) <= 64
     assert audio.dtype == np.float32
     assert np.abs(audio[0]).max() > 0.2 and np.abs(audio[1]).max() < 1e-3
     # Without multichannel the same file is one downmixed channel, as before.
-    mono = np.concatenate(list(iter_file_audio(wav(frames, 8000))))
+    mono = np.concatenate(list(iter_file_audio(wav_frames(frames, 8000))))
     assert mono.ndim == 1 and abs(mono.size - audio.shape[1]) <= 64
 
 
 def test_mono_file_with_multichannel_is_channel_zero() -> None:
-    chunks = list(iter_file_channels(wav(np.zeros((1600, 1))), max_channels=8))
+    chunks = list(iter_file_channels(wav_frames(np.zeros((1600, 1))), max_channels=8))
     assert all(c.shape[0] == 1 for c in chunks)
 
 
 def test_too_many_channels_are_refused_before_decoding() -> None:
     with pytest.raises(TooManyChannelsError) as caught:
-        list(iter_file_channels(wav(np.zeros((1600, 3))), max_channels=2))
+        list(iter_file_channels(wav_frames(np.zeros((1600, 3))), max_channels=2))
     message = str(caught.value)
     assert "3 audio channels" in message and "at most 2" in message
     assert "max_channels" in message and "without multichannel=true" in message
 
 
 def test_the_duration_limit_counts_the_recording_once_not_per_channel() -> None:
-    stereo = wav(np.zeros((2 * MODEL_RATE, 2)))  # 2 s, two channels
+    stereo = wav_frames(np.zeros((2 * MODEL_RATE, 2)))  # 2 s, two channels
     assert sum(c.shape[1] for c in iter_file_channels(stereo, max_channels=8, max_seconds=3)) > 0
     with pytest.raises(AudioTooLongError):
         list(iter_file_channels(stereo, max_channels=8, max_seconds=1.5))

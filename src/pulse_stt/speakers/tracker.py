@@ -206,19 +206,27 @@ class SpeakerTracker:
             self.last_speaker = labels[-1]
         return SpeakerTrack(_spans(windows, labels, confidences))
 
+    def _due_for_test(self, windows: TurnWindows) -> tuple[np.ndarray, np.ndarray] | None:
+        """Adds a final's windows to the history; the recent history (embeddings, weights)
+        when a split test is due: after 8 more windows (4 s of voice), or a quarter more
+        once the history is long, so that a long session costs little."""
+        self.history.append((windows.embeddings, np.clip(windows.speech, 0.05, 1.0)))
+        embeddings = np.concatenate([e for e, _ in self.history])[-_HISTORY_WINDOWS:]
+        weights = np.concatenate([w for _, w in self.history])[-_HISTORY_WINDOWS:]
+        self.untested_windows += len(windows.embeddings)
+        if self.untested_windows < max(_RETEST_WINDOWS, len(embeddings) // 4):
+            return None
+        self.untested_windows = 0
+        return embeddings, weights
+
     def _split_one(self, windows: TurnWindows) -> None:
         """With one speaker known (or none), test whether the voice so far is two people;
         if so, speaker 0 keeps the half most like it and speaker 1 is the other half.
         Labels already given stay as they are: only what follows is labelled anew."""
-        self.history.append((windows.embeddings, np.clip(windows.speech, 0.05, 1.0)))
-        embeddings = np.concatenate([e for e, _ in self.history])[-_HISTORY_WINDOWS:]
-        weights = np.concatenate([w for _, w in self.history])[-_HISTORY_WINDOWS:]
-        # Test again after 8 more windows (4 s of voice), or a quarter more once the
-        # history is long, so that a long session of one voice costs little.
-        self.untested_windows += len(windows.embeddings)
-        if self.untested_windows < max(_RETEST_WINDOWS, len(embeddings) // 4):
+        due = self._due_for_test(windows)
+        if due is None:
             return
-        self.untested_windows = 0
+        embeddings, weights = due
         found = two_voices(
             embeddings,
             weights,
@@ -244,13 +252,10 @@ class SpeakerTracker:
         """With two speakers or more, test whether the one holding most of the voice since
         the last split is two people; if so, it keeps the half most like it and the other
         half becomes a new speaker."""
-        self.history.append((windows.embeddings, np.clip(windows.speech, 0.05, 1.0)))
-        embeddings = np.concatenate([e for e, _ in self.history])[-_HISTORY_WINDOWS:]
-        weights = np.concatenate([w for _, w in self.history])[-_HISTORY_WINDOWS:]
-        self.untested_windows += len(windows.embeddings)
-        if self.untested_windows < max(_RETEST_WINDOWS, len(embeddings) // 4):
+        due = self._due_for_test(windows)
+        if due is None:
             return
-        self.untested_windows = 0
+        embeddings, weights = due
         cents = np.stack([s.centroid for s in self.speakers])
         found = _split_largest(
             embeddings, weights, cents, self.config, self.config.split_min_half_live
