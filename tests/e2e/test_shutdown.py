@@ -212,9 +212,10 @@ async def _scenario(server: Server, clips: list[Clip]) -> Drained:
 
     # A file of three sentences over REST, sent just before the signal (three model
     # passes: still in flight then); it must be answered in full.
-    # Long enough (about 40 s of speech, over a second to transcribe beside five live
-    # sessions) to be still in flight when the signal comes 0.7 s after it was sent.
-    sentences = [clips[1], clips[4], clips[2]] * 2
+    # Long enough (about 2 min of speech, several seconds to transcribe beside five live
+    # sessions even with packed, batched file turns) to be still in flight when the
+    # signal comes 0.7 s after it was sent (40 s of speech sometimes finished first).
+    sentences = [clips[1], clips[4], clips[2]] * 6
     long_file = join(*(part for clip in sentences for part in (clip.audio, silence(0.6))))
     rest_reference = " ".join(clip.text for clip in sentences)
 
