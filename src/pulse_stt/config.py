@@ -135,6 +135,13 @@ class Settings(BaseSettings):
     partial_interval_ms: int = Field(
         500, ge=100, le=10_000, description="New audio between two partial transcripts of one turn."
     )
+    stable_finals: bool = Field(
+        True,
+        description="A long turn is decoded in stretches: each speculative final-quality pass "
+        "(at a pause) settles the words before it, and the turn's final decodes only the audio "
+        "after the last settled pause. Finals then cost about the same however long the turn, "
+        "and repeat the words already shown. Off: every final decodes its whole turn again.",
+    )
     max_utterance_s: float = Field(
         25.0,
         ge=5.0,

@@ -190,6 +190,7 @@ class StreamRunner:
                 partial_interval_ms=settings.partial_interval_ms,
                 max_utterance_s=settings.max_utterance_s,
                 max_backlog_bytes=settings.max_send_backlog_bytes,
+                stable_finals=settings.stable_finals,
             ),
             observer=self._ops,
             log=self._log,

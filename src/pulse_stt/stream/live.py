@@ -21,7 +21,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -40,6 +40,7 @@ from pulse_stt.stream.events import (
     VadEvent,
     WarningEvent,
 )
+from pulse_stt.stream.live_items import Closed, Owed, Pending, Ready, retrieve
 from pulse_stt.stream.live_services import Decoder as Decoder
 from pulse_stt.stream.live_services import LiveConfig, LiveObserver, LiveServices
 from pulse_stt.stream.outbox import Outbox, OutboxClosedError
@@ -62,29 +63,13 @@ _PENDING_OVERHEAD = 1024
 _EVENT_OVERHEAD = 256
 
 
-# -- the stream ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Speculation:
+    """The open turn's speculative final pass, and what it was asked to decode."""
 
-
-@dataclass
-class _Ready:
-    event: VadEvent | ErrorEvent | PongEvent | WarningEvent
-
-
-@dataclass(eq=False)
-class _Pending:
-    work: UtteranceAudio
-    result: asyncio.Future[Hypothesis | None] | None  # None: nothing to decode
-    voices: asyncio.Future[TurnWindows] | None = None  # speaker embeddings (diarize=true)
-    start_s: float = 0.0  # where in the turn's audio a (stable) partial pass started
-    # Set when the turn's final follows: a partial not worth waiting for then.
-    superseded: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class _Closed:
-    """Queued after the terminal final: nothing follows."""
-
-
-_Owed = _Ready | _Pending | _Closed
+    utterance: int
+    future: Future[Hypothesis | None]
+    request: PartialRequest
 
 
 class LiveStream:
@@ -120,7 +105,7 @@ class LiveStream:
         if params.vad_min_speech_ms is not None:
             session_config = replace(session_config, vad_min_speech_ms=params.vad_min_speech_ms)
         self.session = StreamSession(session_config)
-        self._outbox: Outbox[_Owed] = Outbox(config.max_backlog_bytes)
+        self._outbox: Outbox[Owed] = Outbox(config.max_backlog_bytes)
         self._session_lock = asyncio.Lock()  # the session is not thread-safe
         self._shaper = TranscriptShaper(params.text, itn=services.itn, keywords=params.keywords)
         self._hotwords = hotwords_prompt(params.keywords)
@@ -139,8 +124,9 @@ class LiveStream:
         self._full_transcript = ""  # kept only with full_transcript=true
         self._next_turn = 0  # the turn a speech onset belongs to (see `_dispatch`)
         # The open turn's speculative final pass: (turn, its engine future).
-        self._speculation: tuple[int, Future[Hypothesis | None]] | None = None
-        self._shown_passes: list[_Pending] = []  # partial/speculative passes not yet decoded
+        self._speculation: _Speculation | None = None
+        self._stitch_finals = config.stable_finals
+        self._shown_passes: list[Pending] = []  # partial/speculative passes not yet decoded
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- input ----------------------------------------------------------------------------
@@ -180,7 +166,7 @@ class LiveStream:
         actions = await self._call(self.session.close)
         self._audio_received(received_at)  # the decoder's tail
         self._dispatch(actions)
-        self._outbox.put(_Closed(), 0)
+        self._outbox.put(Closed(), 0)
 
     def post_error(self, kind: ErrorKind, message: str) -> None:
         """An error for the client, in order with everything else it is owed."""
@@ -208,9 +194,9 @@ class LiveStream:
             item = await self._outbox.get()
         except OutboxClosedError:
             return None
-        if isinstance(item, _Closed):
+        if isinstance(item, Closed):
             return None
-        if isinstance(item, _Ready):
+        if isinstance(item, Ready):
             return [item.event]
         return await self._resolve(item)
 
@@ -235,7 +221,7 @@ class LiveStream:
 
     def _post(self, event: VadEvent | ErrorEvent | PongEvent | WarningEvent) -> None:
         size = _EVENT_OVERHEAD + len(getattr(event, "message", ""))
-        self._outbox.put(_Ready(event), size)
+        self._outbox.put(Ready(event), size)
 
     def _dispatch(self, actions: list[SessionAction]) -> None:
         for action in actions:
@@ -254,14 +240,8 @@ class LiveStream:
                 if action.reason is not None and not action.reason.ends_turn:
                     self._cut_turns.add(action.utterance + 1)
             plain_partial = action.kind is JobKind.PARTIAL
-            request = (
-                self._stabilizer.request(action.utterance)
-                if plain_partial
-                else PartialRequest(0.0, None)
-            )
-            pending = _Pending(
-                action, self._decode(action, request), self._embed(action), request.start_s
-            )
+            request = self._plan(action)
+            pending = Pending(action, self._decode(action, request), self._embed(action), request)
             self._supersede(pending)
             self._outbox.put(
                 pending,
@@ -270,7 +250,7 @@ class LiveStream:
                 partial_of=action.utterance if plain_partial else None,
             )
 
-    def _supersede(self, pending: _Pending) -> None:
+    def _supersede(self, pending: Pending) -> None:
         """The turn's final decodes all its partial and speculative passes do: those still
         decoding are not waited for (in send order the final would wait on them). A
         partial's words still show as soon as its own pass is done (word lag)."""
@@ -285,7 +265,7 @@ class LiveStream:
             ]
             self._shown_passes.append(pending)
 
-    async def _result(self, item: _Pending) -> Hypothesis | None:
+    async def _result(self, item: Pending) -> Hypothesis | None:
         """The item's pass; None for a partial superseded before its pass was done."""
         if item.result is None:
             return Hypothesis("")
@@ -298,9 +278,18 @@ class LiveStream:
         finally:
             superseded.cancel()
         if not item.result.done():
-            item.result.add_done_callback(_retrieve)  # its failure, if any, is nobody's now
+            item.result.add_done_callback(retrieve)  # its failure, if any, is nobody's now
             return None
         return item.result.result()
+
+    def _plan(self, work: UtteranceAudio) -> PartialRequest:
+        """What a pass decodes: a partial, the turn's uncommitted tail; a final-quality pass
+        of a long turn, the audio after its settled words (see stream/stabilizer.py)."""
+        if work.kind is JobKind.PARTIAL:
+            return self._stabilizer.request(work.utterance)
+        if self._stitch_finals:
+            return self._stabilizer.final_request(work.utterance, work.audio.size / MODEL_RATE)
+        return PartialRequest(0.0, None)
 
     def _decode(
         self, work: UtteranceAudio, request: PartialRequest
@@ -308,29 +297,42 @@ class LiveStream:
         speculation = self._speculation
         if work.is_final:
             self._speculation = None
-        if work.reuses_speculation and speculation is not None and speculation[0] == work.utterance:
-            return asyncio.ensure_future(self._reuse(speculation[1], work))
+        if (
+            work.reuses_speculation
+            and speculation is not None
+            and speculation.utterance == work.utterance
+        ):
+            return asyncio.ensure_future(self._reuse(speculation, work))
         submitted = self._submit(work, request)
         if submitted is None:
             return None
         if work.speculative:
-            self._speculation = (work.utterance, submitted)
+            self._speculation = _Speculation(work.utterance, submitted, request)
+        if work.is_final:
+            return asyncio.ensure_future(self._stitched(submitted, request))
         return asyncio.wrap_future(submitted)
 
-    async def _reuse(
-        self, speculation: Future[Hypothesis | None], work: UtteranceAudio
+    async def _stitched(
+        self, submitted: Future[Hypothesis | None], request: PartialRequest
     ) -> Hypothesis | None:
+        """A final-quality pass as the whole turn's hypothesis."""
+        hyp = await asyncio.wrap_future(submitted)
+        return None if hyp is None else self._stabilizer.stitch(request, hyp)
+
+    async def _reuse(self, speculation: _Speculation, work: UtteranceAudio) -> Hypothesis | None:
         """The final of a turn that ended without speech since its speculative pass."""
-        self._services.decoder.promote(speculation)  # owed now: ahead of partials
+        self._services.decoder.promote(speculation.future)  # owed now: ahead of partials
         full_window = False
         with contextlib.suppress(Exception):
-            hyp = await asyncio.wrap_future(speculation)
+            hyp = await asyncio.wrap_future(speculation.future)
             if hyp is not None and not hyp.provisional:
-                return hyp
+                return self._stabilizer.stitch(speculation.request, hyp)
             full_window = hyp is not None  # its short window was bad: the full one now
         # The speculation was dropped or failed: decode the final now.
-        submitted = self._submit(work, full_window=full_window)
-        return await asyncio.wrap_future(submitted) if submitted is not None else Hypothesis("")
+        submitted = self._submit(work, speculation.request, full_window=full_window)
+        if submitted is None:
+            return Hypothesis("")
+        return await self._stitched(submitted, speculation.request)
 
     def _submit(
         self,
@@ -356,7 +358,11 @@ class LiveStream:
             candidates=language.candidates,
             # Stable partials need word times to know what two passes agree on; max_words
             # splits finals (and cuts turns) at word times.
-            word_timestamps=self._want_words or not final_pass or bool(self._words.limit),
+            # A stitched final needs them to place its words after the committed ones.
+            word_timestamps=self._want_words
+            or not final_pass
+            or bool(self._words.limit)
+            or bool(request is not None and request.committed),
             hotwords=self._hotwords,
             full_window=full_window,
         )
@@ -381,7 +387,7 @@ class LiveStream:
         )
         return asyncio.get_running_loop().run_in_executor(pool, embed)
 
-    async def _speaker_track(self, item: _Pending) -> SpeakerTrack | None:
+    async def _speaker_track(self, item: Pending) -> SpeakerTrack | None:
         """Label the turn's voices; in send order, so finals update speakers in turn order."""
         if item.voices is None:
             return None
@@ -392,7 +398,7 @@ class LiveStream:
             return None
         return self._speakers.label(windows, commit=item.work.is_final)
 
-    async def _resolve(self, item: _Pending) -> list[LiveEvent]:
+    async def _resolve(self, item: Pending) -> list[LiveEvent]:
         work = item.work
         events: list[LiveEvent] = []
         try:
@@ -416,8 +422,11 @@ class LiveStream:
             self._last_language = hyp.language
         else:  # nothing decoded (empty turn): report the stream's language so far
             hyp = replace(hyp, language=self.params.language.fixed or self._last_language)
-        if not work.is_final:
-            hyp = self._stabilizer.update(work.utterance, hyp, item.start_s)
+        if work.speculative and not hyp.provisional:  # final quality: its words settle
+            whole = self._stabilizer.stitch(item.request, hyp)
+            hyp = self._stabilizer.settle(work.utterance, whole, work.audio.size / MODEL_RATE)
+        elif not work.is_final:
+            hyp = self._stabilizer.update(work.utterance, hyp, item.request.start_s)
             if hyp.is_empty:
                 return events
             self._partial_shown.add(work.utterance)
@@ -433,7 +442,7 @@ class LiveStream:
         events += await self._transcript_events(item, hyp)
         return events
 
-    async def _transcript_events(self, item: _Pending, hyp: Hypothesis) -> list[LiveEvent]:
+    async def _transcript_events(self, item: Pending, hyp: Hypothesis) -> list[LiveEvent]:
         """The messages of a decoded pass: one, or with max_words several finals (or none
         while its words are carried into the turn's next final; see stream/word_limit.py)."""
         work = item.work
@@ -489,8 +498,3 @@ class LiveStream:
             return
         actions = await self._call(self.session.force_final, FinalReason.MAX_WORDS, utterance, at_s)
         self._dispatch(actions)
-
-
-def _retrieve(future: asyncio.Future[Hypothesis | None]) -> None:
-    if not future.cancelled():
-        future.exception()

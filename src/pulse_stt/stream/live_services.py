@@ -38,6 +38,7 @@ class LiveConfig:
     partial_interval_ms: int = 500
     max_utterance_s: float = 25.0
     max_backlog_bytes: int = 4 * 1024 * 1024
+    stable_finals: bool = True  # finals decode after the settled words (stream/stabilizer.py)
 
 
 @dataclass(frozen=True)
