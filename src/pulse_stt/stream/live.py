@@ -5,8 +5,8 @@ events its client is owed out.
 order), turns every decode the session asks for into an engine job, and hands the
 transport the results strictly in the order they were asked for: finals are never
 reordered and a partial never follows the final of its own turn. What it does on the way:
-decode planning (a turn's speculative final reused, stable partials that decode only the
-uncommitted tail, the language a turn was detected in, keyword hotwords), the stabilizer,
+decode planning (stream/turn_passes.py: stable partials, speculative passes that settle a
+long turn, finals stitched to the settled words or reusing a speculation),
 speaker labels, shaping (ITN, redaction, formatting), `max_words` and the full transcript.
 
 Between the two sides sits an `Outbox` counted in bytes, which bounds the stream's memory:
@@ -17,18 +17,15 @@ The transport (api/websocket.py) turns each `LiveEvent` into wire JSON.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from pulse_stt.audio.decode import AudioDecodeError
-from pulse_stt.engine.scheduler import SchedulerClosedError
-from pulse_stt.engine.types import DecodeJob, Hypothesis
-from pulse_stt.protocol import MODEL_RATE, ErrorKind, FinalReason, JobKind, StreamParams
+from pulse_stt.engine.types import Hypothesis
+from pulse_stt.protocol import ErrorKind, FinalReason, JobKind, StreamParams
 from pulse_stt.speakers.embedder import TurnEmbedder
 from pulse_stt.speakers.encoder import TurnWindows
 from pulse_stt.speakers.tracker import SpeakerTrack, SpeakerTracker
@@ -52,24 +49,14 @@ from pulse_stt.stream.session import (
     UtteranceAudio,
     VadNotice,
 )
-from pulse_stt.stream.stabilizer import PartialRequest, PartialStabilizer
+from pulse_stt.stream.turn_passes import TurnPasses
 from pulse_stt.stream.word_limit import Piece, WordLimit
-from pulse_stt.text.keywords import hotwords_prompt
 from pulse_stt.text.pipeline import TranscriptShaper
 
 # What the outbox counts for a decode on top of its audio (the message it becomes), and
 # for an event ready to send (a VAD event or an error: a few hundred bytes of JSON).
 _PENDING_OVERHEAD = 1024
 _EVENT_OVERHEAD = 256
-
-
-@dataclass(frozen=True)
-class _Speculation:
-    """The open turn's speculative final pass, and what it was asked to decode."""
-
-    utterance: int
-    future: Future[Hypothesis | None]
-    request: PartialRequest
 
 
 class LiveStream:
@@ -108,24 +95,26 @@ class LiveStream:
         self._outbox: Outbox[Owed] = Outbox(config.max_backlog_bytes)
         self._session_lock = asyncio.Lock()  # the session is not thread-safe
         self._shaper = TranscriptShaper(params.text, itn=services.itn, keywords=params.keywords)
-        self._hotwords = hotwords_prompt(params.keywords)
         self._embedder: TurnEmbedder | None = None
         if params.text.diarize and services.speaker_encoder is not None:
             self._embedder = TurnEmbedder(services.speaker_encoder)
         self._speakers = SpeakerTracker()
-        self._stabilizer = PartialStabilizer()
         self._words = WordLimit(params.word_limit)  # max_words: splits finals, caps partials
-        # Word timings are needed for utterances[] even when words[] is not sent.
-        self._want_words = params.text.word_timestamps or params.text.sentence_timestamps
-        self._languages: dict[int, str] = {}  # language detected per turn, for its partials
+        self._passes = TurnPasses(
+            session_id,
+            params,
+            services.decoder,
+            stitch_finals=config.stable_finals,
+            # utterances[] need word timings even when words[] is not sent
+            final_words=params.text.word_timestamps
+            or params.text.sentence_timestamps
+            or bool(self._words.limit),
+        )
         self._last_language: str | None = None
         self._partial_shown: set[int] = set()
         self._cut_turns: set[int] = set()  # turns that go on from a max_words/max_length cut
         self._full_transcript = ""  # kept only with full_transcript=true
         self._next_turn = 0  # the turn a speech onset belongs to (see `_dispatch`)
-        # The open turn's speculative final pass: (turn, its engine future).
-        self._speculation: _Speculation | None = None
-        self._stitch_finals = config.stable_finals
         self._shown_passes: list[Pending] = []  # partial/speculative passes not yet decoded
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -239,9 +228,12 @@ class LiveStream:
                 self._next_turn = action.utterance + 1
                 if action.reason is not None and not action.reason.ends_turn:
                     self._cut_turns.add(action.utterance + 1)
+            if action.speculative and not self._passes.worth_speculating(action):
+                continue
             plain_partial = action.kind is JobKind.PARTIAL
-            request = self._plan(action)
-            pending = Pending(action, self._decode(action, request), self._embed(action), request)
+            request = self._passes.plan(action)
+            decoded = self._passes.decode(action, request)
+            pending = Pending(action, decoded, self._embed(action), request)
             self._supersede(pending)
             self._outbox.put(
                 pending,
@@ -281,97 +273,6 @@ class LiveStream:
             item.result.add_done_callback(retrieve)  # its failure, if any, is nobody's now
             return None
         return item.result.result()
-
-    def _plan(self, work: UtteranceAudio) -> PartialRequest:
-        """What a pass decodes: a partial, the turn's uncommitted tail; a final-quality pass
-        of a long turn, the audio after its settled words (see stream/stabilizer.py)."""
-        if work.kind is JobKind.PARTIAL:
-            return self._stabilizer.request(work.utterance)
-        if self._stitch_finals:
-            return self._stabilizer.final_request(work.utterance, work.audio.size / MODEL_RATE)
-        return PartialRequest(0.0, None)
-
-    def _decode(
-        self, work: UtteranceAudio, request: PartialRequest
-    ) -> asyncio.Future[Hypothesis | None] | None:
-        speculation = self._speculation
-        if work.is_final:
-            self._speculation = None
-        if (
-            work.reuses_speculation
-            and speculation is not None
-            and speculation.utterance == work.utterance
-        ):
-            return asyncio.ensure_future(self._reuse(speculation, work))
-        submitted = self._submit(work, request)
-        if submitted is None:
-            return None
-        if work.speculative:
-            self._speculation = _Speculation(work.utterance, submitted, request)
-        if work.is_final:
-            return asyncio.ensure_future(self._stitched(submitted, request))
-        return asyncio.wrap_future(submitted)
-
-    async def _stitched(
-        self, submitted: Future[Hypothesis | None], request: PartialRequest
-    ) -> Hypothesis | None:
-        """A final-quality pass as the whole turn's hypothesis."""
-        hyp = await asyncio.wrap_future(submitted)
-        return None if hyp is None else self._stabilizer.stitch(request, hyp)
-
-    async def _reuse(self, speculation: _Speculation, work: UtteranceAudio) -> Hypothesis | None:
-        """The final of a turn that ended without speech since its speculative pass."""
-        self._services.decoder.promote(speculation.future)  # owed now: ahead of partials
-        full_window = False
-        with contextlib.suppress(Exception):
-            hyp = await asyncio.wrap_future(speculation.future)
-            if hyp is not None and not hyp.provisional:
-                return self._stabilizer.stitch(speculation.request, hyp)
-            full_window = hyp is not None  # its short window was bad: the full one now
-        # The speculation was dropped or failed: decode the final now.
-        submitted = self._submit(work, speculation.request, full_window=full_window)
-        if submitted is None:
-            return Hypothesis("")
-        return await self._stitched(submitted, speculation.request)
-
-    def _submit(
-        self,
-        work: UtteranceAudio,
-        request: PartialRequest | None = None,
-        *,
-        full_window: bool = False,
-    ) -> Future[Hypothesis | None] | None:
-        audio = work.audio
-        if request is not None and request.start_s:
-            audio = audio[round(request.start_s * MODEL_RATE) :]
-        if audio.size == 0:
-            return None
-        language = self.params.language
-        final_pass = work.kind.final_quality
-        job = DecodeJob(
-            session_id=self.session_id,
-            audio=audio,
-            kind=work.kind,
-            prompt=request.prompt if request is not None else None,
-            language=language.fixed
-            or (None if final_pass else self._languages.get(work.utterance)),
-            candidates=language.candidates,
-            # Stable partials need word times to know what two passes agree on; max_words
-            # splits finals (and cuts turns) at word times.
-            # A stitched final needs them to place its words after the committed ones.
-            word_timestamps=self._want_words
-            or not final_pass
-            or bool(self._words.limit)
-            or bool(request is not None and request.committed),
-            hotwords=self._hotwords,
-            full_window=full_window,
-        )
-        try:
-            return self._services.decoder.submit(job)
-        except SchedulerClosedError as exc:
-            failed: Future[Hypothesis | None] = Future()
-            failed.set_exception(exc)
-            return failed
 
     def _embed(self, work: UtteranceAudio) -> asyncio.Future[TurnWindows] | None:
         """Speaker embeddings of the turn, computed beside its decode."""
@@ -418,15 +319,12 @@ class LiveStream:
         if hyp is None:  # a newer pass replaced this one
             return events
         if hyp.language:
-            self._languages.setdefault(work.utterance, hyp.language)
+            self._passes.heard(work.utterance, hyp.language)
             self._last_language = hyp.language
         else:  # nothing decoded (empty turn): report the stream's language so far
             hyp = replace(hyp, language=self.params.language.fixed or self._last_language)
-        if work.speculative and not hyp.provisional:  # final quality: its words settle
-            whole = self._stabilizer.stitch(item.request, hyp)
-            hyp = self._stabilizer.settle(work.utterance, whole, work.audio.size / MODEL_RATE)
-        elif not work.is_final:
-            hyp = self._stabilizer.update(work.utterance, hyp, item.request.start_s)
+        if not work.is_final:
+            hyp = self._passes.shown(work, hyp, item.request)
             if hyp.is_empty:
                 return events
             self._partial_shown.add(work.utterance)

@@ -30,7 +30,11 @@ from pulse_stt.engine.types import Hypothesis, Word
 # no change in finals (they decode the whole turn).
 TRIM_AFTER_S = 1.0
 # Settled audio from which a final decodes only the rest (see the module docstring).
-STITCH_AFTER_S = 3.0
+STITCH_AFTER_S = 2.0
+# Once a turn has settled words, a pause settles again only after this much more audio:
+# each speculative pass encodes a whole (15 s) window however short its stretch, so one
+# at every short pause of continuous speech costs more than it saves.
+RESETTLE_AFTER_S = 3.0
 PROMPT_WORDS = 24  # committed words handed to the decoder as context
 _OVERLAP_S = 0.1  # a new word starting this close before the committed end is a repeat
 _NO_SPACE_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue", "bo"})
@@ -88,6 +92,14 @@ class PartialStabilizer:
             return PartialRequest(0.0, None)
         prompt = " ".join(w.text for w in settled[-PROMPT_WORDS:])
         return PartialRequest(self._settled_end, prompt, settled)
+
+    def worth_settling(self, utterance: int, audio_s: float) -> bool:
+        """Whether a speculative pass over the turn's first `audio_s` seconds is worth its
+        cost: always before the turn has settled words, then once `RESETTLE_AFTER_S` more
+        audio has come."""
+        self._follow(utterance)
+        settled = self._settled and self._settled_end >= STITCH_AFTER_S
+        return not settled or audio_s - self._settled_end >= RESETTLE_AFTER_S
 
     def settle(self, utterance: int, whole: Hypothesis, end_s: float) -> Hypothesis:
         """A final-quality pass over the turn's first `end_s` seconds (stitched: see
@@ -157,17 +169,18 @@ def _written_words(hyp: Hypothesis) -> list[Word]:
     words: list[Word] = []
     cursor = 0
     for word in hyp.words:
-        found = hyp.text.find(word.text, cursor)
+        text = word.text.strip()
+        found = hyp.text.find(text, cursor) if text else -1
         if found >= 0:
             glued = (
                 bool(words) and found == cursor and found > 0 and not hyp.text[found - 1].isspace()
             )
-            cursor = found + len(word.text)
+            cursor = found + len(text)
             if glued:
                 last = words[-1]
                 words[-1] = replace(
                     last,
-                    text=last.text + word.text,
+                    text=last.text + text,
                     end=word.end,
                     probability=min(last.probability, word.probability),
                 )
