@@ -62,13 +62,14 @@ def main() -> None:
     parser.add_argument("--frame-ms", type=int, default=20)
     parser.add_argument(
         "--clips",
-        choices=("librivox", "corpus", "continuous"),
+        choices=("librivox", "corpus", "continuous", "reading"),
         default="librivox",
         help="librivox: the 5 LibriVox clips (24.7 s); corpus: every clip with a reference "
         "(LibriVox, cards, 24 espeak-ng sentences; 151 s, 435 words) for a firmer WER; "
         "continuous: long turns of continuous real speech (the LibriVox clips read as one "
         "26 s passage and the pyannote sample call, 30 s; needs `make test-fixtures`), WER "
-        "against offline decoding of the same clips",
+        "against offline decoding of the same clips; reading: only that 26 s passage (one "
+        "reader, as in a dictation or a speech)",
     )
     parser.add_argument(
         "--files",
@@ -82,8 +83,8 @@ def main() -> None:
         library = [_file_clip(path) for path in args.files]
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            if args.clips == "continuous":
-                library = _continuous_clips()
+            if args.clips in ("continuous", "reading"):
+                library = _continuous_clips()[: 1 if args.clips == "reading" else 2]
             else:
                 library = librivox_clips() if args.clips == "librivox" else wer_corpus(Path(tmp))
     clips = [LoadClip(c.audio, c.text) for c in library]
@@ -94,7 +95,7 @@ def main() -> None:
             f"{len(clips)} {source} per session, {args.frame_ms} ms frames, "
             "real-time pace, finalize after each clip"
         )
-        if args.clips == "continuous" and not args.files:
+        if args.clips in ("continuous", "reading") and not args.files:
             # No human reference for the meetings: the offline decode is the reference.
             library = [
                 Clip(c.name, c.audio, text)
