@@ -94,11 +94,11 @@ def test_finals_keep_only_what_final_quality_passes_settled() -> None:
     request = stab.final_request(0, 6.0)
     assert request.start_s == 4.2 and len(request.committed) == 8
     assert request.prompt is not None and request.prompt.endswith("w6 w7")
-    # The final's pass (times relative to 4.2 s) comes after the settled words; a repeat
-    # of the prompt's last word at its head is dropped.
-    tail = hyp(("w7", 0.0, 0.1), ("w8", 0.2, 0.6), ("w9", 0.7, 1.1))
+    # The final's pass (times relative to 4.2 s) comes after the settled words. It starts
+    # in a pause, so a word it hears again was said again: kept.
+    tail = hyp(("w7", 0.1, 0.2), ("w8", 0.3, 0.6), ("w9", 0.7, 1.1))
     whole = stab.stitch(request, tail)
-    assert texts(whole) == [f"w{i}" for i in range(10)]
+    assert texts(whole) == [f"w{i}" for i in range(8)] + ["w7", "w8", "w9"]
     assert whole.words[-1].start == 4.9 and whole.text == " ".join(texts(whole))
     # A final that ends before the settled pause (a cut) decodes its whole audio.
     assert stab.final_request(0, 4.0) == PartialRequest(0.0, None)

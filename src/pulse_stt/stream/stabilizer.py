@@ -124,8 +124,9 @@ class PartialStabilizer:
             )
             for w in _written_words(hyp)
         ]
+        # No repeated head is dropped here, unlike partials: the pass starts in a pause,
+        # after the settled words, so words it hears again were said again ("yes. yes").
         new = [w for w in new if w.start >= request.start_s - _OVERLAP_S]
-        new = _without_repeated_head(request.committed, new)
         return self._shown(hyp, request.committed + tuple(new))
 
     def update(self, utterance: int, hyp: Hypothesis, start_s: float) -> Hypothesis:
