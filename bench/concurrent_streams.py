@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._server import add_server_args, bench_server
-from tests.support.audio import Clip, librivox_clips, wer, wer_corpus
+from tests.support.audio import Clip, librivox_clips, offline_texts, wer, wer_corpus
 from tests.support.loadgen import TABLE_HEADER, LoadClip, run_load, table_row
 
 _TICK = 0.5
@@ -97,10 +97,8 @@ def main() -> None:
         )
         if args.clips in ("continuous", "reading") and not args.files:
             # No human reference for the meetings: the offline decode is the reference.
-            library = [
-                Clip(c.name, c.audio, text)
-                for c, text in zip(library, _offline_texts(library, vad_filter=True), strict=True)
-            ]
+            texts = offline_texts([c.audio for c in library], vad_filter=True)
+            library = [Clip(c.name, c.audio, text) for c, text in zip(library, texts, strict=True)]
             print(
                 "WER of finals below is against offline faster-whisper (vad_filter=True) "
                 "on the same clips"
@@ -159,33 +157,10 @@ def _continuous_clips() -> list[Clip]:
     return [reading, Clip("pyannote sample call", call.audio, "")]
 
 
-def _offline_texts(library: list, *, vad_filter: bool = False) -> list[str]:
-    """Plain faster-whisper on each clip (its defaults: beam 5, 30 s windows), in this
-    process, on the server's model: the accuracy streaming should match. `vad_filter`:
-    with its own Silero VAD, which long recordings need (without it, it repeats whole
-    sentences of the 30 s pyannote call at the window seam: WER against that counted
-    its loops as our deletions)."""
-    from faster_whisper import WhisperModel
-
-    from pulse_stt.config import Settings
-    from pulse_stt.engine.model_store import resolve_model_dir
-
-    settings = Settings()
-    model = WhisperModel(
-        str(resolve_model_dir(settings.model, settings.cache_dir)),
-        device="cpu",
-        compute_type="int8",
-    )
-    texts = []
-    for clip in library:
-        segments, _ = model.transcribe(clip.audio, language="en", vad_filter=vad_filter)
-        texts.append(" ".join(s.text.strip() for s in segments))
-    return texts
-
-
 def _offline_wer(library: list) -> float:
     """WER of plain faster-whisper on the clips against their references."""
-    return wer(" ".join(c.text for c in library), " ".join(_offline_texts(library)))
+    offline = offline_texts([c.audio for c in library])
+    return wer(" ".join(c.text for c in library), " ".join(offline))
 
 
 def _session_wer(library: list, texts: list[str]) -> float:

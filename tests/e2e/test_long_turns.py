@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.support.audio import Clip, join, pcm16, silence, wer
+from tests.support.audio import Clip, join, offline_texts, pcm16, silence, wer
 from tests.support.client import Pace, chunks, play
 from tests.support.server import Server
 
@@ -28,18 +28,9 @@ def test_a_long_turn_at_real_time_pace_is_as_accurate_as_offline_and_keeps_what_
 ) -> None:
     """The five LibriVox clips read as one passage with 0.25 s breaths (about 26 s, one
     turn, cut at 25 s), streamed in 100 ms frames at real-time pace."""
-    from faster_whisper import WhisperModel
-
-    from pulse_stt.config import Settings
-    from pulse_stt.engine.model_store import resolve_model_dir
-
     passage = join(*[part for c in clips for part in (c.audio, silence(0.25))])
     reference = " ".join(c.text for c in clips)
-    model = WhisperModel(
-        str(resolve_model_dir("base", Settings().cache_dir)), compute_type="int8", cpu_threads=2
-    )
-    offline = " ".join(s.text for s in model.transcribe(passage, language="en")[0])
-    del model
+    (offline,) = offline_texts([passage])
 
     pcm = pcm16(join(passage, silence(1.0)))
     got = play(server, Q, [*chunks(pcm, 3200), {"type": "close_stream"}], pace=Pace(32000))

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.audio import Clip, join, pcm16, silence, sox_resample, sox_synth, wer
+from tests.support.audio import (
+    Clip,
+    join,
+    offline_texts,
+    pcm16,
+    silence,
+    sox_resample,
+    sox_synth,
+    wer,
+)
 from tests.support.client import LEGACY, Pace, chunks, play
 from tests.support.server import Server
 
@@ -227,19 +236,8 @@ def test_speech_after_finalize_on_live_and_pacing_does_not_matter(
 
 def test_streaming_wer_close_to_offline_faster_whisper(server: Server, clips: list[Clip]) -> None:
     """Finals are as good as offline faster-whisper on the same model and audio."""
-    from faster_whisper import WhisperModel
-
-    from pulse_stt.config import Settings
-    from pulse_stt.engine.model_store import resolve_model_dir
-
-    model = WhisperModel(
-        str(resolve_model_dir("base", Settings().cache_dir)), compute_type="int8", cpu_threads=2
-    )
     reference = " ".join(c.text for c in clips)
-    offline = " ".join(
-        " ".join(s.text for s in model.transcribe(c.audio, language="en")[0]) for c in clips
-    )
-    del model
+    offline = " ".join(offline_texts([c.audio for c in clips]))
     pcm, _ = _turns(clips)
     got = play(server, Q, [*chunks(pcm, 3200), CLOSE])
     streaming_wer, offline_wer = wer(reference, got.final_text), wer(reference, offline)

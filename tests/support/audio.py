@@ -338,3 +338,27 @@ def espeak(text: str, tmp: Path, voice: str = "en-us", speed: int = 150) -> np.n
     path = tmp / f"espeak-{abs(hash((text, voice, speed)))}.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
     return decode_audio(str(path), sampling_rate=RATE)
+
+
+def offline_texts(audios: list[np.ndarray], *, vad_filter: bool = False) -> list[str]:
+    """Plain faster-whisper on each clip (its defaults: beam 5, 30 s windows), in this
+    process, on the server's model: the accuracy streaming should match. `vad_filter`:
+    with its own Silero VAD, which long recordings need (without it, it repeats whole
+    sentences of the 30 s pyannote call at the window seam)."""
+    from faster_whisper import WhisperModel
+
+    from pulse_stt.config import Settings
+    from pulse_stt.engine.model_store import resolve_model_dir
+
+    settings = Settings()
+    model = WhisperModel(
+        str(resolve_model_dir(settings.model, settings.cache_dir)),
+        device="cpu",
+        compute_type="int8",
+        cpu_threads=2,
+    )
+    texts = []
+    for audio in audios:
+        segments, _ = model.transcribe(audio, language="en", vad_filter=vad_filter)
+        texts.append(" ".join(s.text.strip() for s in segments))
+    return texts

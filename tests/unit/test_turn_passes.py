@@ -15,7 +15,7 @@ from pulse_stt.engine.types import DecodeJob, Hypothesis
 from pulse_stt.protocol import MODEL_RATE, JobKind
 from pulse_stt.stream.live import LiveConfig, LiveServices, LiveStream
 from tests.unit.test_live import FRAME_BYTES, drive, stream_params, transcripts
-from tests.unit.test_word_limit import TimelineDecoder
+from tests.unit.test_word_limit import TimelineDecoder, noisy_reading
 
 
 class RecordingTimeline(TimelineDecoder):
@@ -40,13 +40,8 @@ def pool() -> ThreadPoolExecutor:
 
 @pytest.fixture(scope="module")
 def reading(librivox_clips: list[np.ndarray]) -> np.ndarray:
-    """About 27 s of reading with 0.4 s pauses (one turn: they are far below the turn's
-    3 s silence), then 1.5 s of silence; faint noise, so the engine can find any audio."""
-    pause = np.zeros(int(0.4 * MODEL_RATE), dtype=np.int16)
-    audio = np.concatenate([part for clip in librivox_clips for part in (clip, pause)])
-    audio = np.concatenate([audio, np.zeros(int(1.1 * MODEL_RATE), dtype=np.int16)])
-    noise = np.random.default_rng(5).integers(-3, 4, audio.size)
-    return np.clip(audio.astype(np.int32) + noise, -32768, 32767).astype(np.int16)
+    """One turn: its 0.4 s pauses are far below the stream's 3 s turn-ending silence."""
+    return noisy_reading(librivox_clips, seed=5)
 
 
 def _stream(

@@ -145,15 +145,19 @@ def pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=2)
 
 
-@pytest.fixture(scope="module")
-def reading(librivox_clips: list[np.ndarray]) -> np.ndarray:
-    """About 27 s of reading: the five clips with short pauses, then 1.5 s of silence;
-    faint noise throughout."""
+def noisy_reading(librivox_clips: list[np.ndarray], seed: int) -> np.ndarray:
+    """About 27 s of reading: the five clips with 0.4 s pauses, then 1.5 s of silence;
+    faint noise throughout, so `TimelineDecoder` can find any piece of it."""
     pause = np.zeros(int(0.4 * MODEL_RATE), dtype=np.int16)
     audio = np.concatenate([part for clip in librivox_clips for part in (clip, pause)])
     audio = np.concatenate([audio, np.zeros(int(1.1 * MODEL_RATE), dtype=np.int16)])
-    noise = np.random.default_rng(17).integers(-3, 4, audio.size)
+    noise = np.random.default_rng(seed).integers(-3, 4, audio.size)
     return np.clip(audio.astype(np.int32) + noise, -32768, 32767).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def reading(librivox_clips: list[np.ndarray]) -> np.ndarray:
+    return noisy_reading(librivox_clips, seed=17)
 
 
 def _run(

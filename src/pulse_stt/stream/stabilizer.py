@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from pulse_stt.engine.types import Hypothesis, Word
+from pulse_stt.text.tokens import tokens_from_hypothesis
 
 # Committed audio after which partials decode only the rest. Measured with 8 and 12
 # concurrent streams: 3 s → 1 s cut word lag p95 from ~1.55 s to ~1.12 s (8 streams) with
@@ -163,31 +164,11 @@ class PartialStabilizer:
 def _written_words(hyp: Hypothesis) -> list[Word]:
     """The pass's words as written: Whisper splits "ill-disposed" into "ill" and
     "-disposed" with no space between them in its text; those are one word here, so that
-    joining words with spaces gives back the text (languages written without spaces keep
-    Whisper's words)."""
+    joining words with spaces gives back the text, as the transcript's tokens do (languages
+    written without spaces keep Whisper's words)."""
     if hyp.language in _NO_SPACE_LANGUAGES:
         return list(hyp.words)
-    words: list[Word] = []
-    cursor = 0
-    for word in hyp.words:
-        text = word.text.strip()
-        found = hyp.text.find(text, cursor) if text else -1
-        if found >= 0:
-            glued = (
-                bool(words) and found == cursor and found > 0 and not hyp.text[found - 1].isspace()
-            )
-            cursor = found + len(text)
-            if glued:
-                last = words[-1]
-                words[-1] = replace(
-                    last,
-                    text=last.text + text,
-                    end=word.end,
-                    probability=min(last.probability, word.probability),
-                )
-                continue
-        words.append(word)
-    return words
+    return [Word(t.text, t.start, t.end, t.confidence) for t in tokens_from_hypothesis(hyp, 0.0)]
 
 
 def _without_repeated_head(committed: Sequence[Word], new: list[Word]) -> list[Word]:
